@@ -1,0 +1,1 @@
+"""Billing service: records usage exactly once and moves drafts' usage onto their jobs."""

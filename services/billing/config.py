@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field
+
+from services.servicekit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/billing",
+        validation_alias="BILLING_DATABASE_URL",
+    )
+    port: int = Field(default=8003, validation_alias="BILLING_PORT")
+
+    price_per_10_questions: Decimal = Field(default=Decimal("0.10"), ge=0, max_digits=12)
+    profit_margin_percent: Decimal = Field(default=Decimal("0"), ge=0, le=10_000, max_digits=12)
+
+    batch_max_size: int = Field(default=500, ge=1, le=10_000)
+    prefetch_count: int = Field(default=1000, ge=1, le=65_535)
+    max_failed_attempts: int = Field(
+        default=5, ge=1, description="Failures of one message (not transient) before its DLQ."
+    )
+    abandoned_draft_after_hours: float = Field(
+        default=72.0, gt=0, description="A draft this old with no job is listed as abandoned."
+    )

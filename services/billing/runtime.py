@@ -1,0 +1,99 @@
+"""What the billing process holds while it runs: pool, broker, batcher, subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from faststream.rabbit.subscriber import RabbitSubscriber
+from prometheus_client import REGISTRY
+
+from contracts.events import Event
+from contracts.topology import Topology
+from services.billing.batching import Batcher
+from services.billing.config import Settings
+from services.billing.dead_letters import DeadLetters
+from services.billing.handlers import DraftsReconciled, UsageRecorded
+from services.billing.intake import Intake
+from services.billing.pricing import Pricing
+from services.billing.recorder import UsageRecorder
+from services.billing.worker import subscribe
+from services.servicekit import db
+from services.servicekit.broker import connect_with_retry, make_broker
+from services.servicekit.health import Check
+
+
+@dataclass
+class BillingRuntime:
+    settings: Settings
+    pool: asyncpg.Pool
+    broker: RabbitBroker
+    batcher: Batcher[Event, UsageRecorded | DraftsReconciled]
+    subscriber: RabbitSubscriber
+    connecting: asyncio.Task[None]
+
+    @classmethod
+    async def open(cls, settings: Settings) -> BillingRuntime:
+        topology = Topology(settings.rabbitmq_topology_prefix)
+        pricing = Pricing(settings.price_per_10_questions, settings.profit_margin_percent)
+        pool = await db.create_pool(
+            settings.database_url,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+        )
+        broker = make_broker(
+            settings.rabbitmq_url,
+            app_id="billing",
+            graceful_timeout=settings.graceful_timeout_seconds,
+            prefetch_count=settings.prefetch_count,
+            middlewares=[RabbitPrometheusMiddleware(registry=REGISTRY, app_name="billing")],
+        )
+        batcher: Batcher[Event, UsageRecorded | DraftsReconciled] = Batcher(
+            UsageRecorder(pool, pricing).record, max_size=settings.batch_max_size
+        )
+        intake = Intake(
+            batcher,
+            DeadLetters(broker, topology),
+            pricing,
+            max_failed_attempts=settings.max_failed_attempts,
+        )
+        subscriber = subscribe(broker, topology, intake)
+        batcher.start()
+        connecting = asyncio.create_task(connect_with_retry(broker, topology, start=True))
+        return cls(settings, pool, broker, batcher, subscriber, connecting)
+
+    async def close(self) -> None:
+        """Stop consuming, let in-flight messages commit and ack, then close."""
+        self.connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.connecting
+        await self.broker.stop()  # waits up to graceful_timeout for running handlers
+        await self.batcher.stop()
+        await self.pool.close()
+
+    def consuming(self) -> bool:
+        """True while our consumer is registered on a live channel."""
+        queue = self.subscriber._queue_obj
+        return (
+            self.subscriber.running
+            and queue is not None
+            and not queue.channel.is_closed
+            and bool(self.subscriber._consumer_tag)
+        )
+
+    def readiness(self) -> Mapping[str, Check]:
+        async def database() -> bool:
+            return await db.ping(self.pool)
+
+        async def broker() -> bool:
+            return await self.broker.ping(timeout=1.0)
+
+        async def consumer() -> bool:
+            return self.consuming()
+
+        return {"database": database, "broker": broker, "consumer": consumer}

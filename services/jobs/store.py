@@ -1,0 +1,85 @@
+"""Every SQL statement of the jobs service. Functions take a connection and never commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.servicekit.db import Connection
+from services.servicekit.pagination import Cursor
+
+JOB_COLUMNS = "id, company_id, title, description, created_by, draft_job_id, created_at, details"
+
+# Add a job unless the company already made one from this draft.
+INSERT_JOB = f"""
+INSERT INTO jobs (id, company_id, title, description, created_by, draft_job_id, details, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (company_id, draft_job_id) WHERE draft_job_id IS NOT NULL DO NOTHING
+RETURNING {JOB_COLUMNS}
+"""
+
+# The job a company made from a draft.
+JOB_ID_BY_DRAFT = "SELECT id FROM jobs WHERE company_id = $1 AND draft_job_id = $2"
+
+# One job of a company.
+GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE company_id = $1 AND id = $2"
+
+# A page of a company's jobs, newest first, after a cursor.
+LIST_JOBS = f"""
+SELECT {JOB_COLUMNS} FROM jobs
+WHERE company_id = $1
+  AND ($2::timestamptz IS NULL OR (created_at, id) < ($2::timestamptz, $3::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $4
+"""
+
+
+async def insert_job(
+    conn: Connection,
+    *,
+    job_id: UUID,
+    company_id: UUID,
+    title: str,
+    description: str,
+    created_by: str | None,
+    draft_job_id: str | None,
+    details: dict[str, Any],
+    created_at: datetime,
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        INSERT_JOB,
+        job_id,
+        company_id,
+        title,
+        description,
+        created_by,
+        draft_job_id,
+        details,
+        created_at,
+    )
+    return row
+
+
+async def job_id_by_draft(conn: Connection, company_id: UUID, draft_job_id: str) -> UUID | None:
+    job_id: UUID | None = await conn.fetchval(JOB_ID_BY_DRAFT, company_id, draft_job_id)
+    return job_id
+
+
+async def get_job(conn: Connection, company_id: UUID, job_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(GET_JOB, company_id, job_id)
+    return row
+
+
+async def list_jobs(
+    conn: Connection, company_id: UUID, cursor: Cursor | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        LIST_JOBS,
+        company_id,
+        cursor.created_at if cursor else None,
+        cursor.id if cursor else None,
+        limit,
+    )

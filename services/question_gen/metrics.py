@@ -1,0 +1,51 @@
+"""LLM metrics: calls, latency, tokens and errors by model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Histogram
+
+from services.question_gen.generation import Answer
+
+LLM_CALLS = Counter("llm_calls_total", "LLM calls, by model and outcome.", ["model", "outcome"])
+LLM_LATENCY = Histogram(
+    "llm_call_duration_seconds",
+    "LLM call latency, retries included.",
+    ["model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+)
+LLM_TOKENS = Counter("llm_tokens_total", "Tokens used, by model and kind.", ["model", "kind"])
+QUESTIONS_GENERATED = Counter(
+    "questions_generated_total", "Questions delivered (and billed).", ["model"]
+)
+
+
+class LlmCall:
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.answer: Answer | None = None
+
+    def record(self, answer: Answer) -> None:
+        self.answer = answer
+
+
+@contextmanager
+def observe_llm_call(model: str) -> Iterator[LlmCall]:
+    call = LlmCall(model)
+    started = time.perf_counter()
+    try:
+        yield call
+    except Exception as exc:
+        LLM_CALLS.labels(model, type(exc).__name__).inc()
+        raise
+    finally:
+        LLM_LATENCY.labels(model).observe(time.perf_counter() - started)
+    answer = call.answer
+    if answer is not None:
+        LLM_CALLS.labels(answer.model, "ok").inc()
+        LLM_TOKENS.labels(answer.model, "prompt").inc(answer.prompt_tokens)
+        LLM_TOKENS.labels(answer.model, "completion").inc(answer.completion_tokens)
+        QUESTIONS_GENERATED.labels(answer.model).inc(len(answer.questions))

@@ -1,0 +1,30 @@
+"""Every SQL statement of the question service. Functions take a connection and never commit."""
+
+from __future__ import annotations
+
+from contracts.events import QuestionsGenerated
+from services.servicekit.db import Connection
+
+# Remember a generation; its id is the event's id.
+INSERT_GENERATION = """
+INSERT INTO generations (
+    id, company_id, job_id, draft_job_id, question_count,
+    prompt_tokens, completion_tokens, total_tokens, model, created_at
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+
+
+async def record_generation(conn: Connection, event: QuestionsGenerated) -> None:
+    await conn.execute(
+        INSERT_GENERATION,
+        event.event_id,
+        event.company_id,
+        event.job_id,
+        event.draft_job_id,
+        event.question_count,
+        event.prompt_tokens,
+        event.completion_tokens,
+        event.total_tokens,
+        event.model,
+        event.occurred_at,
+    )

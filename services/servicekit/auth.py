@@ -1,0 +1,77 @@
+"""Bearer JWT (HS256) naming the company a request acts for."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+from uuid import UUID
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.servicekit.problems import Problem
+
+ALGORITHM = "HS256"
+
+bearer = HTTPBearer(auto_error=False, description="JWT (HS256) with a `company_id` claim")
+
+
+@dataclass(frozen=True)
+class Principal:
+    company_id: UUID
+    user: str | None = None
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def decode_token(token: str, secret: str) -> Principal:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]}
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise _unauthorized("token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized(f"invalid token: {exc}") from exc
+    company = claims.get("company_id")
+    if not company:
+        raise _unauthorized("token has no company_id claim")
+    try:
+        company_id = UUID(str(company))
+    except ValueError as exc:
+        raise _unauthorized("token company_id is not a UUID") from exc
+    sub = claims.get("sub")
+    return Principal(company_id=company_id, user=str(sub) if sub is not None else None)
+
+
+def issue_token(
+    secret: str, company_id: UUID, *, user: str | None = None, ttl_seconds: int = 3600
+) -> str:
+    claims: dict[str, Any] = {"company_id": str(company_id), "exp": int(time.time()) + ttl_seconds}
+    if user is not None:
+        claims["sub"] = user
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("missing bearer token")
+    secret: str = request.app.state.settings.auth_jwt_secret.get_secret_value()
+    return decode_token(credentials.credentials, secret)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def ensure_company(principal: Principal, claimed: UUID | None) -> UUID:
+    """A body's `companyId` is optional and must equal the token's."""
+    if claimed is not None and claimed != principal.company_id:
+        raise Problem(403, "companyId does not match the token's company")
+    return principal.company_id

@@ -1,0 +1,75 @@
+"""The RabbitMQ broker of a service, and the topology every service declares at start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from faststream.rabbit import Channel, RabbitBroker
+
+from contracts.topology import Topology
+
+log = structlog.get_logger(__name__)
+
+
+def make_broker(
+    url: str,
+    *,
+    app_id: str,
+    graceful_timeout: float = 15.0,
+    prefetch_count: int | None = None,
+    middlewares: Sequence[Any] = (),
+) -> RabbitBroker:
+    return RabbitBroker(
+        url,
+        app_id=app_id,
+        graceful_timeout=graceful_timeout,
+        reconnect_interval=1.0,
+        # An unroutable publish is an error, never a silent drop.
+        default_channel=Channel(prefetch_count=prefetch_count, on_return_raises=True),
+        middlewares=middlewares,
+        logger=logging.getLogger(f"{app_id}.broker"),
+        log_level=logging.DEBUG,
+    )
+
+
+async def declare_topology(broker: RabbitBroker, topology: Topology) -> None:
+    """Declare exchange, billing queue, dead-lettering and bindings. Idempotent."""
+    exchange = await broker.declare_exchange(topology.exchange())
+    dead_letters = await broker.declare_exchange(topology.dead_letter_exchange())
+    dlq = await broker.declare_queue(topology.billing_dlq())
+    await dlq.bind(dead_letters, routing_key="")
+    queue = await broker.declare_queue(topology.billing_queue())
+    for routing_key in topology.billing_bindings():
+        await queue.bind(exchange, routing_key=routing_key)
+
+
+async def connect_with_retry(
+    broker: RabbitBroker,
+    topology: Topology,
+    *,
+    start: bool,
+    max_delay: float = 5.0,
+) -> None:
+    """Connect (or start subscribers too) and declare the topology, retrying until it works.
+
+    Services start and answer HTTP while RabbitMQ is down; this runs beside them.
+    """
+    delay = 0.2
+    while True:
+        try:
+            await broker.connect()
+            await declare_topology(broker, topology)
+            if start:
+                await broker.start()
+        except Exception as exc:
+            log.warning("broker unreachable, retrying", error=str(exc) or type(exc).__name__)
+            await broker.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+        else:
+            log.info("broker connected", exchange=topology.exchange_name)
+            return

@@ -1,0 +1,154 @@
+"""`Idempotency-Key`: a retry with the same key and company gets the first answer again.
+
+A key is claimed before the work. When the work is only database writes, claim,
+work and `complete` share one transaction, and a concurrent request with the
+same key waits on the row lock. When the work is slow (an LLM call), the claim
+commits first, the work runs outside any transaction, and `complete` stores
+the answer with the work's own rows; a concurrent request sees the claim as in
+progress and waits for the answer (`await_outcome`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.servicekit.db import Connection
+from services.servicekit.migrations import MigrationSet
+from services.servicekit.problems import Problem
+
+MIGRATIONS = MigrationSet("idempotency", Path(__file__).parent / "migrations" / "idempotency")
+
+MAX_KEY_LENGTH = 200
+
+# Take the key if nobody has; returns a row only when this request now owns it.
+CLAIM = """
+INSERT INTO idempotency_keys (company_id, key, request_hash)
+VALUES ($1, $2, $3)
+ON CONFLICT (company_id, key) DO NOTHING
+RETURNING key
+"""
+
+# Take over a claim whose owner died before finishing.
+TAKE_OVER_STALE = """
+UPDATE idempotency_keys SET claimed_at = now(), request_hash = $3
+WHERE company_id = $1 AND key = $2 AND status_code IS NULL
+  AND claimed_at < now() - make_interval(secs => $4)
+RETURNING key
+"""
+
+# What is stored under a key.
+LOOK_UP = """
+SELECT request_hash, status_code, response FROM idempotency_keys
+WHERE company_id = $1 AND key = $2
+"""
+
+# Store the answer, in the transaction of the work it answers for.
+COMPLETE = """
+UPDATE idempotency_keys SET status_code = $3, response = $4, completed_at = now()
+WHERE company_id = $1 AND key = $2
+"""
+
+# Give the key back after a failure, so that a retry does the work.
+RELEASE = "DELETE FROM idempotency_keys WHERE company_id = $1 AND key = $2 AND status_code IS NULL"
+
+
+class ClaimState(Enum):
+    OWNED = "owned"
+    REPLAY = "replay"
+    IN_PROGRESS = "in_progress"
+
+
+@dataclass(frozen=True)
+class Claim:
+    state: ClaimState
+    status_code: int = 0
+    response: Any = None
+
+
+def request_fingerprint(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise Problem(
+            422,
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+            errors=[{"field": "Idempotency-Key", "in": "header", "message": "invalid"}],
+        )
+    return key
+
+
+async def claim(
+    conn: Connection,
+    company_id: UUID,
+    key: str,
+    fingerprint: str,
+    *,
+    stale_after_seconds: float = 300.0,
+) -> Claim:
+    if await conn.fetchval(CLAIM, company_id, key, fingerprint) is not None:
+        return Claim(ClaimState.OWNED)
+    row = await conn.fetchrow(LOOK_UP, company_id, key)
+    if row is None:  # released between our insert and our look: try once more
+        return await claim(conn, company_id, key, fingerprint)
+    if row["request_hash"] != fingerprint:
+        raise Problem(
+            422,
+            "Idempotency-Key was already used with a different request",
+            errors=[{"field": "Idempotency-Key", "in": "header", "message": "reused"}],
+        )
+    if row["status_code"] is not None:
+        return Claim(ClaimState.REPLAY, row["status_code"], row["response"])
+    taken = await conn.fetchval(TAKE_OVER_STALE, company_id, key, fingerprint, stale_after_seconds)
+    return Claim(ClaimState.OWNED if taken is not None else ClaimState.IN_PROGRESS)
+
+
+async def complete(
+    conn: Connection, company_id: UUID, key: str, status_code: int, response: Any
+) -> None:
+    await conn.execute(COMPLETE, company_id, key, status_code, response)
+
+
+async def release(conn: Connection, company_id: UUID, key: str) -> None:
+    await conn.execute(RELEASE, company_id, key)
+
+
+async def await_outcome(
+    pool: asyncpg.Pool,
+    company_id: UUID,
+    key: str,
+    fingerprint: str,
+    *,
+    timeout: float,
+    stale_after_seconds: float,
+    poll_interval: float = 0.05,
+) -> Claim:
+    """Claim the key, waiting while another request holds it; 409 if it never finishes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with pool.acquire() as conn:
+            outcome = await claim(
+                conn, company_id, key, fingerprint, stale_after_seconds=stale_after_seconds
+            )
+        if outcome.state is not ClaimState.IN_PROGRESS:
+            return outcome
+        if time.monotonic() >= deadline:
+            raise Problem(
+                409,
+                "a request with this Idempotency-Key is still in progress; retry later",
+                headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(poll_interval)
+        poll_interval = min(poll_interval * 1.5, 0.5)

@@ -1,0 +1,238 @@
+"""Transactional outbox: events written with the business row, published by a relay.
+
+`enqueue` runs inside the caller's transaction. The relay wakes at once on the
+NOTIFY that the commit delivers, and sweeps on a timer as well; replicas share
+the table with `FOR UPDATE SKIP LOCKED`. A row is deleted only after the broker
+confirmed it, so a crash between publish and delete publishes again: billing
+absorbs duplicates by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+import structlog
+from faststream.rabbit import RabbitBroker
+
+from contracts.events import Event
+from contracts.topology import Topology
+from services.servicekit.db import Connection
+from services.servicekit.metrics import (
+    EVENTS_PUBLISH_FAILED,
+    EVENTS_PUBLISHED,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+)
+from services.servicekit.migrations import MigrationSet
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS = MigrationSet("outbox", Path(__file__).parent / "migrations" / "outbox")
+CHANNEL = "outbox"
+
+# Add an event; the NOTIFY is delivered when the caller's transaction commits.
+ENQUEUE = """
+WITH added AS (
+    INSERT INTO outbox (event_id, routing_key, payload, correlation_id)
+    VALUES ($1, $2, $3, $4)
+    RETURNING id
+)
+SELECT pg_notify('outbox', '') FROM added
+"""
+
+# Claim the oldest unpublished events; rows another relay holds are skipped.
+CLAIM = """
+SELECT id, event_id, routing_key, payload::text AS payload, correlation_id
+FROM outbox
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+
+# Forget what the broker confirmed.
+DELETE_SENT = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+
+# Remember why publishing failed, for operators.
+RECORD_FAILURE = """
+UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])
+"""
+
+# Size and age of the backlog, for metrics.
+BACKLOG = """
+SELECT count(*) AS backlog,
+       COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest
+FROM outbox
+"""
+
+
+async def enqueue(conn: Connection, event: Event, *, correlation_id: str | None = None) -> None:
+    await conn.execute(
+        ENQUEUE,
+        event.event_id,
+        event.routing_key,
+        event.model_dump(mode="json", by_alias=True),
+        correlation_id,
+    )
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    event_id: UUID
+    routing_key: str
+    payload: str
+    correlation_id: str | None
+
+
+class OutboxRelay:
+    """Publishes outbox rows with confirms; one per process, any number of processes."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: RabbitBroker,
+        topology: Topology,
+        *,
+        listen_dsn: str,
+        batch_size: int = 200,
+        sweep_interval: float = 1.0,
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._exchange = topology.exchange()
+        self._listen_dsn = listen_dsn
+        self._batch_size = batch_size
+        self._sweep_interval = sweep_interval
+        self._publish_timeout = publish_timeout
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="outbox-listen"),
+            asyncio.create_task(self._relay(), name="outbox-relay"),
+        ]
+
+    async def stop(self, *, drain_timeout: float = 5.0) -> None:
+        """Stop the loops, then publish what is left if the broker lets us in time."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(drain_timeout):
+                while await self.publish_batch() >= self._batch_size:
+                    pass
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection; if it drops, the timer sweep covers the gap."""
+        while True:
+            conn: Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._listen_dsn)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, lambda *_args: self._wake.set())
+                self._wake.set()  # events may have arrived while we were not listening
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox listen connection failed", error=str(exc))
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            await asyncio.sleep(self._sweep_interval)
+
+    async def _relay(self) -> None:
+        delay = self._sweep_interval
+        while True:
+            swept = False
+            try:
+                async with asyncio.timeout(self._sweep_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                swept = True
+            self._wake.clear()
+            try:
+                while await self.publish_batch() >= self._batch_size:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay could not publish, will retry", error=str(exc))
+                await self._observe_backlog()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            else:
+                delay = self._sweep_interval
+                if swept:
+                    await self._observe_backlog()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; return how many rows were confirmed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = [OutboxRow(**dict(row)) for row in await conn.fetch(CLAIM, self._batch_size)]
+            if not rows:
+                return 0
+            outcomes = await asyncio.gather(
+                *(self._publish(row) for row in rows), return_exceptions=True
+            )
+            sent = [row for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
+            failed = [
+                (row, outcome)
+                for row, outcome in zip(rows, outcomes, strict=True)
+                if outcome is not None
+            ]
+            await self.mark_sent(conn, [row.id for row in sent])
+            if failed:
+                first_error = repr(failed[0][1])[:500]
+                await conn.execute(RECORD_FAILURE, [row.id for row, _ in failed], first_error)
+        for row in sent:
+            EVENTS_PUBLISHED.labels(row.routing_key).inc()
+        for row, _ in failed:
+            EVENTS_PUBLISH_FAILED.labels(row.routing_key).inc()
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(rows)} events not confirmed: {first_error}")
+        return len(sent)
+
+    async def mark_sent(self, conn: Connection, ids: list[int]) -> None:
+        if ids:
+            await conn.execute(DELETE_SENT, ids)
+
+    async def _publish(self, row: OutboxRow) -> None:
+        async with asyncio.timeout(self._publish_timeout):
+            await self._broker.publish(
+                row.payload.encode(),
+                exchange=self._exchange,
+                routing_key=row.routing_key,
+                persist=True,
+                mandatory=True,
+                message_id=str(row.event_id),
+                correlation_id=row.correlation_id or str(row.event_id),
+                message_type=row.routing_key,
+                content_type="application/json",
+                timeout=self._publish_timeout,
+            )
+
+    async def _observe_backlog(self) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow(BACKLOG)
+        except Exception:
+            return  # the database is away; the gauges keep their last value
+        if row is not None:
+            OUTBOX_BACKLOG.set(row["backlog"])
+            OUTBOX_OLDEST_AGE.set(row["oldest"])

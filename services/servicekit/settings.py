@@ -1,0 +1,51 @@
+"""Settings every service shares; each service subclasses with its own defaults."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789"  # noqa: S105 - refused outside development
+
+
+class ServiceSettings(BaseSettings):
+    """Read from the environment: `rabbitmq_url` from `RABBITMQ_URL`, and so on.
+
+    Each service reads its own database from `<SERVICE>_DATABASE_URL`, so that
+    one shell can run all three without pointing them at one database.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    db_pool_min_size: int = Field(default=2, ge=1)
+    db_pool_max_size: int = Field(default=20, ge=1)
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    rabbitmq_topology_prefix: str = Field(
+        default="", description="Prefix of every exchange and queue name (shared brokers, tests)."
+    )
+    auth_jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+    graceful_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _no_dev_secret_in_production(self) -> ServiceSettings:
+        if self.environment == "production" and (
+            self.auth_jwt_secret.get_secret_value() == DEV_JWT_SECRET
+        ):
+            raise ValueError("AUTH_JWT_SECRET must be set in production")
+        return self
+
+
+class PublisherSettings(ServiceSettings):
+    """Settings of a service that publishes events through its outbox."""
+
+    outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
+    outbox_sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    outbox_publish_timeout_seconds: float = Field(default=10.0, gt=0)

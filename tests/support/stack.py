@@ -1,0 +1,131 @@
+"""The three services running in-process against the real PostgreSQL and RabbitMQ.
+
+Each test gets its own databases and its own topology prefix, so tests never
+see each other's rows or messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from contracts.topology import Topology
+from services.billing.config import Settings as BillingSettings
+from services.billing.main import create_app as create_billing
+from services.jobs.config import Settings as JobsSettings
+from services.jobs.main import create_app as create_jobs
+from services.question_gen.config import Settings as QuestionSettings
+from services.question_gen.llm import QuestionWriter
+from services.question_gen.main import create_app as create_questions
+from tests.support.auth import TEST_SECRET
+from tests.support.databases import ServiceDatabases
+from tests.support.env import RABBITMQ_URL
+
+
+def common_settings(prefix: str) -> dict[str, Any]:
+    return {
+        "environment": "test",
+        "rabbitmq_url": RABBITMQ_URL,
+        "rabbitmq_topology_prefix": prefix,
+        "auth_jwt_secret": TEST_SECRET,
+        "log_format": "console",
+        "db_pool_min_size": 1,
+        "db_pool_max_size": 5,
+    }
+
+
+def question_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> QuestionSettings:
+    values = {
+        **common_settings(prefix),
+        "database_url": dbs.question_gen,
+        "openai_api_key": None,
+        "outbox_sweep_interval_seconds": 0.5,
+    }
+    return QuestionSettings(**{**values, **overrides})
+
+
+def jobs_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> JobsSettings:
+    values = {
+        **common_settings(prefix),
+        "database_url": dbs.jobs,
+        "outbox_sweep_interval_seconds": 0.5,
+    }
+    return JobsSettings(**{**values, **overrides})
+
+
+def billing_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> BillingSettings:
+    values = {**common_settings(prefix), "database_url": dbs.billing}
+    return BillingSettings(**{**values, **overrides})
+
+
+@asynccontextmanager
+async def running(app: FastAPI, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=60) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url=base_url, timeout=60
+        ) as client,
+    ):
+        yield client
+
+
+@dataclass
+class Stack:
+    dbs: ServiceDatabases
+    topology: Topology
+    questions: httpx.AsyncClient | None = None
+    jobs: httpx.AsyncClient | None = None
+    billing: httpx.AsyncClient | None = None
+    apps: dict[str, FastAPI] = field(default_factory=dict)
+
+    async def fetch(self, database: str, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(database)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def usage(self, company_id: UUID) -> list[asyncpg.Record]:
+        return await self.fetch(
+            self.dbs.billing,
+            "SELECT * FROM question_generation_usage WHERE company_id = $1 ORDER BY created_at",
+            company_id,
+        )
+
+
+@asynccontextmanager
+async def start_stack(
+    dbs: ServiceDatabases,
+    prefix: str,
+    *,
+    services: tuple[str, ...] = ("question_gen", "jobs", "billing"),
+    writer: QuestionWriter | None = None,
+    question_overrides: dict[str, Any] | None = None,
+    jobs_overrides: dict[str, Any] | None = None,
+    billing_overrides: dict[str, Any] | None = None,
+) -> AsyncIterator[Stack]:
+    stack = Stack(dbs=dbs, topology=Topology(prefix))
+    async with AsyncExitStack() as exits:
+        if "billing" in services:  # first, so that its consumer is there for the others' events
+            app = create_billing(billing_settings(dbs, prefix, **(billing_overrides or {})))
+            stack.apps["billing"] = app
+            stack.billing = await exits.enter_async_context(running(app, "http://billing"))
+        if "question_gen" in services:
+            app = create_questions(
+                question_settings(dbs, prefix, **(question_overrides or {})), writer=writer
+            )
+            stack.apps["question_gen"] = app
+            stack.questions = await exits.enter_async_context(running(app, "http://questions"))
+        if "jobs" in services:
+            app = create_jobs(jobs_settings(dbs, prefix, **(jobs_overrides or {})))
+            stack.apps["jobs"] = app
+            stack.jobs = await exits.enter_async_context(running(app, "http://jobs"))
+        yield stack
