@@ -6,7 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Compose v2 (`docker compose`) waits for healthchecks; v1 (`docker-compose`) cannot.
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_UP := $(if $(filter docker-compose,$(COMPOSE)),up --build --detach,up --build --detach --wait)
 
 .PHONY: install dev migrate test lint unit integration e2e chaos bench docs token demo \
         replay-dlq up down compose-check clean
@@ -59,7 +61,7 @@ replay-dlq: $(STAMP)
 	$(BIN)/python -m services.billing.replay_dlq $(ARGS)
 
 up:
-	$(COMPOSE) up --build --detach --wait
+	$(COMPOSE) $(COMPOSE_UP)
 
 down:
 	$(COMPOSE) down

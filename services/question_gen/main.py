@@ -33,10 +33,11 @@ def make_writer(settings: Settings) -> QuestionWriter:
     assert settings.openai_api_key is not None
     return OpenAIWriter.from_settings(
         api_key=settings.openai_api_key.get_secret_value(),
-        base_url=settings.openai_base_url,
+        base_url=settings.openai_base_url or None,  # compose passes an empty string
         model=settings.openai_model,
         timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
+        retry_delay=settings.llm_retry_delay_seconds,
     )
 
 

@@ -77,8 +77,8 @@ async def ensure_database(dsn: str) -> None:
         quoted = '"' + name.replace('"', '""') + '"'
         await admin.execute(f"CREATE DATABASE {quoted}")
         log.info("database created", database=name)
-    except asyncpg.DuplicateDatabaseError:
-        pass  # created by a runner beside us
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+        pass  # created by a runner beside us (the catalog's unique index may answer first)
     finally:
         await admin.close()
 

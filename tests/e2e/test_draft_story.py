@@ -20,7 +20,6 @@ RECONCILED_ROWS = (
 
 
 async def generate(stack: Stack, company: UUID, **body: object) -> dict[str, object]:
-    assert stack.questions is not None
     payload = {"jobDescription": DESCRIPTION, "numberOfQuestions": 10, **body}
     response = await stack.questions.post(
         "/api/ai/generate-questions", json=payload, headers=bearer(company)
@@ -31,7 +30,6 @@ async def generate(stack: Stack, company: UUID, **body: object) -> dict[str, obj
 
 
 async def save_job(stack: Stack, company: UUID, **body: object) -> dict[str, object]:
-    assert stack.jobs is not None
     payload = {"title": "Senior Python engineer", "description": DESCRIPTION, **body}
     response = await stack.jobs.post("/api/jobs", json=payload, headers=bearer(company))
     assert response.status_code == 201, response.text

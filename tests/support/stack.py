@@ -28,6 +28,7 @@ from services.question_gen.main import create_app as create_questions
 from tests.support.auth import TEST_SECRET
 from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
+from tests.support.waiting import eventually
 
 
 def common_settings(prefix: str) -> dict[str, Any]:
@@ -67,13 +68,22 @@ def billing_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> Bi
 
 
 @asynccontextmanager
-async def running(app: FastAPI, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def running(
+    app: FastAPI, base_url: str, *, wait_ready: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan; by default, hand it over once `/readyz` says ready."""
     async with (
         LifespanManager(app, startup_timeout=30, shutdown_timeout=60) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url=base_url, timeout=60
         ) as client,
     ):
+        if wait_ready:
+            await eventually(
+                lambda: client.get("/readyz"),
+                until=lambda response: response.status_code == 200,
+                timeout=30,
+            )
         yield client
 
 
@@ -81,10 +91,25 @@ async def running(app: FastAPI, base_url: str) -> AsyncIterator[httpx.AsyncClien
 class Stack:
     dbs: ServiceDatabases
     topology: Topology
-    questions: httpx.AsyncClient | None = None
-    jobs: httpx.AsyncClient | None = None
-    billing: httpx.AsyncClient | None = None
+    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     apps: dict[str, FastAPI] = field(default_factory=dict)
+
+    def _client(self, service: str) -> httpx.AsyncClient:
+        if service not in self.clients:
+            raise RuntimeError(f"{service} is not running in this stack")
+        return self.clients[service]
+
+    @property
+    def questions(self) -> httpx.AsyncClient:
+        return self._client("question_gen")
+
+    @property
+    def jobs(self) -> httpx.AsyncClient:
+        return self._client("jobs")
+
+    @property
+    def billing(self) -> httpx.AsyncClient:
+        return self._client("billing")
 
     async def fetch(self, database: str, query: str, *args: Any) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(database)
@@ -117,15 +142,19 @@ async def start_stack(
         if "billing" in services:  # first, so that its consumer is there for the others' events
             app = create_billing(billing_settings(dbs, prefix, **(billing_overrides or {})))
             stack.apps["billing"] = app
-            stack.billing = await exits.enter_async_context(running(app, "http://billing"))
+            stack.clients["billing"] = await exits.enter_async_context(
+                running(app, "http://billing")
+            )
         if "question_gen" in services:
             app = create_questions(
                 question_settings(dbs, prefix, **(question_overrides or {})), writer=writer
             )
             stack.apps["question_gen"] = app
-            stack.questions = await exits.enter_async_context(running(app, "http://questions"))
+            stack.clients["question_gen"] = await exits.enter_async_context(
+                running(app, "http://questions")
+            )
         if "jobs" in services:
             app = create_jobs(jobs_settings(dbs, prefix, **(jobs_overrides or {})))
             stack.apps["jobs"] = app
-            stack.jobs = await exits.enter_async_context(running(app, "http://jobs"))
+            stack.clients["jobs"] = await exits.enter_async_context(running(app, "http://jobs"))
         yield stack

@@ -1,0 +1,109 @@
+"""`make demo`: play the original story against a running stack and say what happened.
+
+A recruiter generates questions for a draft (the front end sends the draft's
+UUID as `jobId`), billing records the draft's usage at once, the recruiter
+saves the job, and billing moves the usage onto it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from services.servicekit.auth import issue_token
+from services.servicekit.settings import ServiceSettings
+
+QUESTIONS_URL = os.environ.get("QUESTION_GEN_URL", "http://127.0.0.1:8001")
+JOBS_URL = os.environ.get("JOBS_URL", "http://127.0.0.1:8002")
+BILLING_URL = os.environ.get("BILLING_URL", "http://127.0.0.1:8003")
+
+DESCRIPTION = (
+    "Senior backend engineer. You will design event-driven services in Python, "
+    "own PostgreSQL schemas and RabbitMQ topologies, and keep billing exact."
+)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise SystemExit(f"gave up waiting for {what} after {timeout:.0f}s")
+
+
+def usage(client: httpx.Client, headers: dict[str, str], **filters: str) -> list[dict[str, Any]]:
+    response = client.get(f"{BILLING_URL}/api/billing/usage", params=filters, headers=headers)
+    response.raise_for_status()
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+def main() -> int:
+    company = uuid.uuid4()
+    secret = ServiceSettings().auth_jwt_secret.get_secret_value()
+    headers = {"Authorization": f"Bearer {issue_token(secret, company, user='demo@example.com')}"}
+    draft = str(uuid.uuid4())
+
+    with httpx.Client(timeout=60) as client:
+        for url in (QUESTIONS_URL, JOBS_URL, BILLING_URL):
+            try:
+                client.get(f"{url}/readyz").raise_for_status()
+            except httpx.HTTPError as exc:
+                print(f"{url} is not ready ({exc}); start the stack with `make dev` or `make up`.")
+                return 1
+
+        print(f"Company {company}, a recruiter writing a job posting (draft {draft}).\n")
+
+        generated = client.post(
+            f"{QUESTIONS_URL}/api/ai/generate-questions",
+            json={"jobId": draft, "jobDescription": DESCRIPTION, "numberOfQuestions": 10},
+            headers=headers,
+        )
+        generated.raise_for_status()
+        generation = generated.json()
+        print(
+            f"1. Generated {generation['questionCount']} questions with model "
+            f"{generation['model']} (generation {generation['generationId']}), e.g.:"
+        )
+        print(f"     {generation['questions'][0]['text']}")
+
+        rows = wait_for("the draft's usage", lambda: usage(client, headers, draftJobId=draft))
+        row = rows[0]
+        print(
+            f"2. Billed at once, before any job exists: {row['questionCount']} questions, "
+            f"cost ${row['cost']}, held as draft {row['draftJobId']} (jobId {row['jobId']})."
+        )
+
+        saved = client.post(
+            f"{JOBS_URL}/api/jobs",
+            json={
+                "title": "Senior backend engineer",
+                "description": DESCRIPTION,
+                "draftJobId": draft,
+            },
+            headers=headers,
+        )
+        saved.raise_for_status()
+        job = saved.json()
+        print(f"3. Job saved: {job['id']} (made from draft {job['draftJobId']}).")
+
+        moved = wait_for("the usage to move", lambda: usage(client, headers, jobId=job["id"]))
+        total = sum((Decimal(item["cost"]) for item in moved), Decimal("0"))
+        print(
+            f"4. Usage moved onto the job: {len(moved)} row(s), ${total} now on job {job['id']};"
+            f" {len(usage(client, headers, draftJobId=draft))} left under the draft."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
