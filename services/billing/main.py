@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.billing.api import router
 from services.billing.config import Settings
 from services.billing.runtime import BillingRuntime
 from services.servicekit.http import build_app
@@ -33,6 +34,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Usage billed exactly once per generation; drafts reconciled onto jobs.",
         settings=settings,
         lifespan=lifespan,
-        routers=[],
+        routers=[router],
         readiness=lambda request: request.app.state.runtime.readiness(),
     )

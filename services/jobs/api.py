@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.app.state.runtime.pool
     return pool
 

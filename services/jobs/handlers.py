@@ -14,7 +14,7 @@ import structlog
 from contracts.events import JobCreated
 from services.jobs import store
 from services.jobs.schemas import CreateJobRequest, Job
-from services.servicekit import idempotency, outbox
+from services.servicekit import idempotency
 from services.servicekit.db import Connection
 from services.servicekit.idempotency import ClaimState
 from services.servicekit.logs import current_correlation_id
@@ -52,38 +52,44 @@ async def create_job(
     user: str | None,
     idempotency_key: str | None,
 ) -> Outcome:
+    if idempotency_key is None:
+        async with pool.acquire() as conn:  # one statement writes job and event: atomic
+            return await _insert(conn, company_id, request, user)
     fingerprint = idempotency.request_fingerprint(
         request.model_dump(mode="json", exclude={"company_id"})
     )
     async with pool.acquire() as conn, conn.transaction():
-        if idempotency_key is not None:
-            # A concurrent request with this key waits here until ours commits.
-            claim = await idempotency.claim(conn, company_id, idempotency_key, fingerprint)
-            if claim.state is ClaimState.REPLAY:
-                return Outcome(claim.status_code, claim.response)
-            if claim.state is ClaimState.IN_PROGRESS:
-                raise Problem(409, "a request with this Idempotency-Key is still in progress")
+        # A concurrent request with this key waits here until ours commits.
+        claim = await idempotency.claim(conn, company_id, idempotency_key, fingerprint)
+        if claim.state is ClaimState.REPLAY:
+            return Outcome(claim.status_code, claim.response)
+        if claim.state is ClaimState.IN_PROGRESS:
+            raise Problem(409, "a request with this Idempotency-Key is still in progress")
         outcome = await _insert(conn, company_id, request, user)
-        if idempotency_key is not None:
-            await idempotency.complete(
-                conn, company_id, idempotency_key, outcome.status_code, outcome.body
-            )
+        await idempotency.complete(
+            conn, company_id, idempotency_key, outcome.status_code, outcome.body
+        )
     return outcome
 
 
 async def _insert(
     conn: Connection, company_id: UUID, request: CreateJobRequest, user: str | None
 ) -> Outcome:
-    row = await store.insert_job(
-        conn,
-        job_id=uuid.uuid4(),
+    event = JobCreated(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
         company_id=company_id,
+        job_id=uuid.uuid4(),
+        draft_job_id=request.draft_job_id,
+        created_by=request.created_by if request.created_by is not None else user,
+    )
+    row = await store.insert_job_with_event(
+        conn,
+        event,
+        correlation_id=current_correlation_id(),
         title=request.title,
         description=request.description,
-        created_by=request.created_by if request.created_by is not None else user,
-        draft_job_id=request.draft_job_id,
         details=request.details,
-        created_at=datetime.now(UTC),
     )
     if row is None:
         assert request.draft_job_id is not None  # only a draft can conflict
@@ -91,15 +97,6 @@ async def _insert(
         assert existing is not None
         return draft_taken(existing)
     job = Job.model_validate(dict(row))
-    event = JobCreated(
-        event_id=uuid.uuid4(),
-        occurred_at=job.created_at,
-        company_id=job.company_id,
-        job_id=job.id,
-        draft_job_id=job.draft_job_id,
-        created_by=job.created_by,
-    )
-    await outbox.enqueue(conn, event, correlation_id=current_correlation_id())
     log.info(
         "job created",
         job_id=str(job.id),

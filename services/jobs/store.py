@@ -8,6 +8,8 @@ from uuid import UUID
 
 import asyncpg
 
+from contracts.events import JobCreated
+from services.servicekit import outbox
 from services.servicekit.db import Connection
 from services.servicekit.pagination import Cursor
 
@@ -20,6 +22,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (company_id, draft_job_id) WHERE draft_job_id IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
+
+# The job and its JobCreated event in one statement; neither when the draft is taken.
+INSERT_JOB_WITH_EVENT = outbox.with_event(
+    f"""
+INSERT INTO jobs (id, company_id, title, description, created_by, draft_job_id, details, created_at)
+VALUES ($5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (company_id, draft_job_id) WHERE draft_job_id IS NOT NULL DO NOTHING
+RETURNING {JOB_COLUMNS}
+"""
+)
 
 # The job a company made from a draft.
 JOB_ID_BY_DRAFT = "SELECT id FROM jobs WHERE company_id = $1 AND draft_job_id = $2"
@@ -59,6 +71,31 @@ async def insert_job(
         draft_job_id,
         details,
         created_at,
+    )
+    return row
+
+
+async def insert_job_with_event(
+    conn: Connection,
+    event: JobCreated,
+    *,
+    correlation_id: str | None,
+    title: str,
+    description: str,
+    details: dict[str, Any],
+) -> asyncpg.Record | None:
+    """The job row, with its event added in the same statement; None if the draft is taken."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        INSERT_JOB_WITH_EVENT,
+        *outbox.event_parameters(event, correlation_id),
+        event.job_id,
+        event.company_id,
+        title,
+        description,
+        event.created_by,
+        event.draft_job_id,
+        details,
+        event.occurred_at,
     )
     return row
 

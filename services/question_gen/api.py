@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/ai", tags=["questions"])
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
-def get_generator(request: Request) -> QuestionGenerator:
+async def get_generator(request: Request) -> QuestionGenerator:
     generator: QuestionGenerator = request.app.state.generator
     return generator
 

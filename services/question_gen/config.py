@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from services.servicekit.settings import PublisherSettings
+
+# Also the SDK's default; set explicitly, so that an empty OPENAI_BASE_URL cannot win.
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 class Settings(PublisherSettings):
@@ -15,13 +18,32 @@ class Settings(PublisherSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, description="With no key, the offline provider answers."
     )
-    openai_base_url: str | None = None
-    openai_model: str = "gpt-4o"
-    llm_timeout_seconds: float = Field(default=30.0, gt=0)
-    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    openai_base_url: str = Field(
+        default=OPENAI_BASE_URL, description="Any OpenAI-compatible server; OpenAI's when unset."
+    )
+    openai_model: str = Field(
+        default="gpt-4o", min_length=1, max_length=50, description="Recorded with every bill."
+    )
+    llm_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="The whole LLM call, retries included: then 504."
+    )
+    llm_max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries on 429, 5xx and connection errors: then 503."
+    )
+    llm_retry_delay_seconds: float = Field(
+        default=0.5, ge=0, le=10, description="First backoff when the server sets no Retry-After."
+    )
     idempotency_wait_seconds: float = Field(
         default=35.0, gt=0, description="How long a retry waits for the first request to finish."
     )
+
+    @field_validator("openai_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an unset variable as "": the SDK would take "" as the URL.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return OPENAI_BASE_URL
+        return value
 
     @property
     def uses_openai(self) -> bool:

@@ -23,7 +23,7 @@ from services.question_gen.schemas import (
     Question,
     TokenUsage,
 )
-from services.servicekit import idempotency, outbox
+from services.servicekit import idempotency
 from services.servicekit.idempotency import ClaimState
 from services.servicekit.logs import current_correlation_id
 
@@ -71,9 +71,9 @@ class QuestionGenerator:
 
     @property
     def _stale_after(self) -> float:
-        # A claim older than the longest an LLM call can take belongs to a dead request.
-        attempts = self.settings.llm_max_retries + 1
-        return self.settings.llm_timeout_seconds * attempts + 30
+        # A claim older than the longest an LLM call can take (its deadline covers its
+        # retries) belongs to a dead request.
+        return self.settings.llm_timeout_seconds + 30
 
     async def generate(
         self, company_id: UUID, request: GenerateQuestionsRequest, idempotency_key: str | None
@@ -98,9 +98,17 @@ class QuestionGenerator:
         try:
             return await self._generate(company_id, request, idempotency_key)
         except BaseException:
+            # Nothing was recorded: give the key back so that a retry asks the LLM again.
+            await self._release(company_id, idempotency_key)
+            raise
+
+    async def _release(self, company_id: UUID, idempotency_key: str) -> None:
+        try:
             async with self.pool.acquire() as conn:
                 await idempotency.release(conn, company_id, idempotency_key)
-            raise
+        except Exception:
+            # The request's own error matters more; the claim goes stale and is taken over.
+            log.warning("idempotency key not released", exc_info=True)
 
     async def _generate(
         self, company_id: UUID, request: GenerateQuestionsRequest, idempotency_key: str | None
@@ -110,10 +118,13 @@ class QuestionGenerator:
             call.record(answer)
         event = generation_event(company_id, request, answer)
         response = generation_response(event, answer)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await store.record_generation(conn, event)
-            await outbox.enqueue(conn, event, correlation_id=current_correlation_id())
-            if idempotency_key is not None:
+        correlation_id = current_correlation_id()
+        if idempotency_key is None:
+            async with self.pool.acquire() as conn:  # one statement: atomic by itself
+                await store.record_generation(conn, event, correlation_id=correlation_id)
+        else:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await store.record_generation(conn, event, correlation_id=correlation_id)
                 await idempotency.complete(
                     conn,
                     company_id,

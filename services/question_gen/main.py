@@ -33,7 +33,7 @@ def make_writer(settings: Settings) -> QuestionWriter:
     assert settings.openai_api_key is not None
     return OpenAIWriter.from_settings(
         api_key=settings.openai_api_key.get_secret_value(),
-        base_url=settings.openai_base_url or None,  # compose passes an empty string
+        base_url=settings.openai_base_url,  # never empty: see Settings
         model=settings.openai_model,
         timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,

@@ -17,6 +17,9 @@ LLM_LATENCY = Histogram(
     ["model"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
 )
+LLM_RETRIES = Counter(
+    "llm_retries_total", "LLM requests retried, by model and reason.", ["model", "reason"]
+)
 LLM_TOKENS = Counter("llm_tokens_total", "Tokens used, by model and kind.", ["model", "kind"])
 QUESTIONS_GENERATED = Counter(
     "questions_generated_total", "Questions delivered (and billed).", ["model"]
@@ -45,7 +48,9 @@ def observe_llm_call(model: str) -> Iterator[LlmCall]:
         LLM_LATENCY.labels(model).observe(time.perf_counter() - started)
     answer = call.answer
     if answer is not None:
-        LLM_CALLS.labels(answer.model, "ok").inc()
-        LLM_TOKENS.labels(answer.model, "prompt").inc(answer.prompt_tokens)
-        LLM_TOKENS.labels(answer.model, "completion").inc(answer.completion_tokens)
-        QUESTIONS_GENERATED.labels(answer.model).inc(len(answer.questions))
+        # Labelled by the configured model, not the name the server answers with:
+        # label values must not be chosen by the other side.
+        LLM_CALLS.labels(model, "ok").inc()
+        LLM_TOKENS.labels(model, "prompt").inc(answer.prompt_tokens)
+        LLM_TOKENS.labels(model, "completion").inc(answer.completion_tokens)
+        QUESTIONS_GENERATED.labels(model).inc(len(answer.questions))

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from contracts.events import QuestionsGenerated
+from services.servicekit import outbox
 from services.servicekit.db import Connection
 
-# Remember a generation; its id is the event's id.
-INSERT_GENERATION = """
+# Remember a generation (its id is the event's id) and add its event, in one statement.
+RECORD_GENERATION = outbox.with_event(
+    """
 INSERT INTO generations (
     id, company_id, job_id, draft_job_id, question_count,
     prompt_tokens, completion_tokens, total_tokens, model, created_at
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+) VALUES ($5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+RETURNING id
 """
+)
 
 
-async def record_generation(conn: Connection, event: QuestionsGenerated) -> None:
+async def record_generation(
+    conn: Connection, event: QuestionsGenerated, *, correlation_id: str | None
+) -> None:
+    """The generation row and its QuestionsGenerated event: one round trip, atomic."""
     await conn.execute(
-        INSERT_GENERATION,
+        RECORD_GENERATION,
+        *outbox.event_parameters(event, correlation_id),
         event.event_id,
         event.company_id,
         event.job_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -29,6 +30,20 @@ def _unauthorized(detail: str) -> Problem:
 
 
 def decode_token(token: str, secret: str) -> Principal:
+    """The token's principal; a 401 problem for anything short of a valid, current token.
+
+    A browser sends the same token with every request, so what the signature
+    proves is remembered; only the expiry is checked again each time.
+    """
+    principal, expires_at = _verify(token, secret)
+    if expires_at <= time.time():
+        raise _unauthorized("token expired")
+    return principal
+
+
+@lru_cache(maxsize=4096)
+def _verify(token: str, secret: str) -> tuple[Principal, float]:
+    """Signature and claims; raises (and so caches nothing) for a bad token."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]}
@@ -45,7 +60,8 @@ def decode_token(token: str, secret: str) -> Principal:
     except ValueError as exc:
         raise _unauthorized("token company_id is not a UUID") from exc
     sub = claims.get("sub")
-    return Principal(company_id=company_id, user=str(sub) if sub is not None else None)
+    principal = Principal(company_id=company_id, user=str(sub) if sub is not None else None)
+    return principal, float(claims["exp"])
 
 
 def issue_token(
@@ -57,7 +73,7 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:

@@ -39,6 +39,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(kind, schema="pg_catalog", encoder=json.dumps, decoder=json.loads)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool without the default reset query.
+
+    asyncpg's default reset (`UNLISTEN *; RESET ALL; pg_advisory_unlock_all()`...)
+    costs a round trip on every release. Our pooled connections keep no session
+    state: advisory locks are transaction-scoped, LISTEN has its own connection,
+    nothing runs SET. An unfinished transaction is still rolled back by asyncpg
+    before this is called.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     """A pool that retries nothing itself: callers decide what is transient."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -46,6 +57,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=30,
         # Idle connections are checked by use; a cut connection fails fast and is replaced.
         max_inactive_connection_lifetime=60,

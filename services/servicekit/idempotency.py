@@ -102,7 +102,9 @@ async def claim(
         return Claim(ClaimState.OWNED)
     row = await conn.fetchrow(LOOK_UP, company_id, key)
     if row is None:  # released between our insert and our look: try once more
-        return await claim(conn, company_id, key, fingerprint)
+        return await claim(
+            conn, company_id, key, fingerprint, stale_after_seconds=stale_after_seconds
+        )
     if row["request_hash"] != fingerprint:
         raise Problem(
             422,

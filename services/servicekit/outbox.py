@@ -45,6 +45,19 @@ WITH added AS (
 SELECT pg_notify('outbox', '') FROM added
 """
 
+# The business row and its event in one statement, so one round trip and atomic without
+# an explicit transaction. `written` is the caller's data-modifying statement (its
+# parameters start at $5); the event is added only if it returned a row.
+WITH_EVENT = """
+WITH written AS ({written}),
+added AS (
+    INSERT INTO outbox (event_id, routing_key, payload, correlation_id)
+    SELECT $1::uuid, $2::text, $3::jsonb, $4::text FROM written
+    RETURNING pg_notify('outbox', '')
+)
+SELECT written.*, (SELECT count(*) FROM added) AS events_added FROM written
+"""
+
 # Claim the oldest unpublished events; rows another relay holds are skipped.
 CLAIM = """
 SELECT id, event_id, routing_key, payload::text AS payload, correlation_id
@@ -73,6 +86,21 @@ FROM outbox
 async def enqueue(conn: Connection, event: Event, *, correlation_id: str | None = None) -> None:
     await conn.execute(
         ENQUEUE,
+        event.event_id,
+        event.routing_key,
+        event.model_dump(mode="json", by_alias=True),
+        correlation_id,
+    )
+
+
+def with_event(written: str) -> str:
+    """A statement that runs `written` (parameters from $5 on) and adds its event."""
+    return WITH_EVENT.format(written=written)
+
+
+def event_parameters(event: Event, correlation_id: str | None) -> tuple[object, ...]:
+    """$1 to $4 of `with_event`."""
+    return (
         event.event_id,
         event.routing_key,
         event.model_dump(mode="json", by_alias=True),

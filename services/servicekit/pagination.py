@@ -28,14 +28,14 @@ class Cursor:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
             created_at, id_ = raw.split("|", 1)
             cursor = cls(datetime.fromisoformat(created_at), UUID(id_))
+            if cursor.created_at.tzinfo is None:
+                raise ValueError("naive timestamp")
         except (ValueError, UnicodeDecodeError) as exc:
             raise Problem(
                 422,
                 "cursor is not one this API returned",
                 errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}],
             ) from exc
-        if cursor.created_at.tzinfo is None:
-            raise Problem(422, "cursor is not one this API returned")
         return cursor
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.servicekit.db import is_transient
 
 log = structlog.get_logger(__name__)
 
@@ -101,7 +104,28 @@ async def _on_http(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 
+# Text PostgreSQL cannot store (U+0000, in text or jsonb): the client's input, never a 5xx.
+UNSTORABLE_TEXT: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+
+
+async def _on_unstorable_text(_: Request, exc: Exception) -> JSONResponse:
+    return problem_response(
+        422, "invalid request: text must not contain NUL (U+0000) characters; nothing was changed"
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_transient(exc):
+        # The database is away for a moment: the client may retry; nothing was committed.
+        log.warning("database unavailable", path=request.url.path, error=repr(exc))
+        return problem_response(
+            503,
+            "the database is unavailable; nothing was changed, retry shortly",
+            headers={"Retry-After": "1"},
+        )
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
     return problem_response(500, "internal error; the request was not completed")
 
@@ -110,4 +134,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for unstorable in UNSTORABLE_TEXT:
+        app.add_exception_handler(unstorable, _on_unstorable_text)
     app.add_exception_handler(Exception, _on_unexpected)

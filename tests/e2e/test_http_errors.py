@@ -54,11 +54,11 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
         {"Authorization": "Basic dXNlcjpwYXNz"},
         {"Authorization": "Bearer not-a-jwt"},
         token(
-            {"company_id": str(uuid.uuid4()), "exp": int(time.time()) + 60},
+            {"company_id": str(uuid.uuid4()), "exp": int(time.time()) + 3600},
             "another-secret-0123456789-0123456789",
         ),
         token({"company_id": str(uuid.uuid4()), "exp": int(time.time()) - 5}),
-        token({"exp": int(time.time()) + 60}),
+        token({"exp": int(time.time()) + 3600}),
     ],
     ids=["none", "basic", "garbage", "bad-signature", "expired", "no-company"],
 )

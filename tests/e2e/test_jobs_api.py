@@ -49,6 +49,10 @@ async def test_a_retry_with_the_same_idempotency_key_returns_the_same_job(
     await eventually(
         lambda: count(stack, stack.dbs.jobs, "SELECT count(*) FROM outbox"), until=lambda n: n == 0
     )
+    await eventually(
+        lambda: count(stack, stack.dbs.billing, "SELECT count(*) FROM known_jobs"),
+        until=lambda n: n >= 1,
+    )
     assert await count(stack, stack.dbs.billing, "SELECT count(*) FROM known_jobs") == 1
 
 

@@ -1,0 +1,147 @@
+"""`make bench` (`python -m bench`): every benchmark, each against its baseline in this run.
+
+    python -m bench                  all six, measured (about 10 minutes)
+    python -m bench --quick          all six, small N and one round (about 2 minutes)
+    python -m bench --only NAME      one of them (repeatable)
+    python -m bench --json FILE      also write the results as JSON
+
+The machine is shared and noisy, so each figure is a ratio against a baseline
+measured side by side (alternating rounds, median); the absolute figures are
+printed for the record. Exit status 1 if a bar is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+import uvloop
+
+from bench import (
+    billing_throughput,
+    end_to_end,
+    generation_endpoint,
+    harness,
+    job_creation,
+    reconciliation,
+    scale_out,
+)
+from bench.harness import Profile, Result
+
+BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
+    "billing_throughput": billing_throughput.run,
+    "generation_endpoint": generation_endpoint.run,
+    "job_creation": job_creation.run,
+    "end_to_end": end_to_end.run,
+    "reconciliation": reconciliation.run,
+    "scale_out": scale_out.run,
+}
+
+
+def _figure(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
+
+
+def table(results: list[Result]) -> str:
+    header = ("benchmark", "ours", "baseline", "unit", "ratio", "bar", "result")
+    rows = [
+        (
+            r.name,
+            _figure(r.ours),
+            _figure(r.baseline),
+            r.unit,
+            "-" if r.ratio is None else f"{r.ratio:.2f}",
+            r.bar,
+            "pass" if r.passed else "FAIL",
+        )
+        for r in results
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(header, widths, strict=True)),
+        "  ".join("-" * width for width in widths),
+    ]
+    for row in rows:
+        lines.append(
+            "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        )
+    return "\n".join(lines)
+
+
+def describe(result: Result) -> str:
+    parts = [f"{key}={value}" for key, value in result.details.items() if not key.endswith("s_")]
+    text = f"  {result.name}: " + ", ".join(parts)
+    for note in result.notes:
+        text += f"\n    note: {note}"
+    return text
+
+
+async def run_all(names: list[str], profile: Profile) -> list[Result]:
+    results: list[Result] = []
+    try:
+        for name in names:
+            started = time.monotonic()
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            try:
+                result = await BENCHMARKS[name](profile)
+            except Exception as exc:
+                traceback.print_exc()
+                result = Result(name, float("nan"), None, "-", "-", False, notes=[repr(exc)])
+            result.details["wall_seconds"] = round(time.monotonic() - started, 1)
+            print(describe(result), file=sys.stderr, flush=True)
+            results.append(result)
+    finally:
+        await harness.drop_run_databases()
+    return results
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", action="append", choices=list(BENCHMARKS), default=[])
+    parser.add_argument("--quick", action="store_true", help="small N, one round")
+    parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    args = parser.parse_args(argv)
+    # The harness's own migrations log at INFO; the services it starts keep their levels.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    profile = Profile.of(args.quick)
+    names = args.only or list(BENCHMARKS)
+    machine = harness.machine()
+    print(
+        f"machine: {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['cpu']}, "
+        f"load {machine['load_1m']}; HTTP load generator: {harness.load_generator()}; "
+        f"{'quick' if args.quick else 'full'} run",
+        flush=True,
+    )
+    started = time.monotonic()
+    results = uvloop.run(run_all(names, profile))
+    print()
+    print(table(results))
+    print(f"\n{len(results)} benchmarks in {time.monotonic() - started:.0f}s")
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine, "results": [r.as_dict() for r in results]},
+                indent=2,
+                default=str,
+            )
+        )
+    passed = all(result.passed for result in results)
+    if passed:
+        shutil.rmtree(harness.LOG_DIR, ignore_errors=True)
+    else:
+        print(f"logs of the processes started: {harness.LOG_DIR}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

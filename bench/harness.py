@@ -1,0 +1,554 @@
+"""What every benchmark shares: temporary databases and broker names, service processes,
+the HTTP load generator, percentiles and the result rows.
+
+Everything a benchmark creates carries this run's unique name and is removed after:
+databases are dropped, exchanges and queues deleted, processes stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+import httpx
+
+from contracts.topology import Topology
+from services.migrate import MIGRATION_SETS
+from services.servicekit.auth import issue_token
+from services.servicekit.migrations import migrate, with_database
+
+ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+JWT_SECRET = "bench-secret-0123456789-0123456789-abcdef"
+ROOT = Path(__file__).resolve().parent.parent
+
+# Every database, exchange and queue of this run carries this name.
+RUN_ID = f"bench{uuid.uuid4().hex[:8]}"
+_counter = itertools.count(1)
+LOG_DIR = Path(tempfile.mkdtemp(prefix=f"{RUN_ID}-logs-"))
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    """One line of the table: ours against its baseline, measured in the same run."""
+
+    name: str
+    ours: float
+    baseline: float | None
+    unit: str
+    bar: str
+    passed: bool
+    ratio: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ours": self.ours,
+            "baseline": self.baseline,
+            "unit": self.unit,
+            "ratio": self.ratio,
+            "bar": self.bar,
+            "passed": self.passed,
+            "details": self.details,
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much work one run does: `--quick` is a smoke test, the default a measurement."""
+
+    quick: bool
+    rounds: int
+    events: int
+    http_seconds: float
+    warmup_seconds: float
+    steady_seconds: float
+    large_rows: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Profile:
+        if quick:
+            return cls(True, 1, 3_000, 3.0, 1.0, 5.0, 100_000)
+        return cls(False, 3, 20_000, 8.0, 2.0, 15.0, 1_000_000)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile; `pct` in 0..100."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return float(ordered[rank - 1])
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine() -> dict[str, Any]:
+    cores = os.cpu_count() or 0
+    memory_gib = 0.0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = int(line.split()[1]) / 1024 / 1024
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return {
+        "cores": cores,
+        "memory_gib": round(memory_gib, 1),
+        "cpu": model,
+        "load_1m": round(load, 2),
+    }
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def dsn_of(database: str) -> str:
+    return with_database(ADMIN_DSN, database)
+
+
+@contextlib.asynccontextmanager
+async def temp_database(service: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of `service` under a unique name; dropped after."""
+    name = f"{RUN_ID}_{next(_counter)}_{service}"
+    dsn = dsn_of(name)
+    try:
+        await migrate(dsn, MIGRATION_SETS[service])
+        yield dsn
+    finally:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def drop_run_databases() -> None:
+    """Whatever this run left behind (a benchmark interrupted half-way)."""
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        rows = await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{RUN_ID}\\_%"
+        )
+        for row in rows:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def count_rows(dsn: str, table: str = "question_generation_usage") -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await conn.close()
+
+
+# ---------------------------------------------------------------- RabbitMQ
+
+
+async def declare_topology(topology: Topology) -> None:
+    """The same declarations the services make (so that their own declare is a no-op)."""
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            topology.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        dlx = await channel.declare_exchange(
+            topology.billing_dlx_name, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        dlq = await channel.declare_queue(
+            topology.billing_dlq_name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dlq.bind(dlx, routing_key="")
+        queue_spec = topology.billing_queue()
+        queue = await channel.declare_queue(
+            topology.billing_queue_name,
+            durable=True,
+            arguments={"x-queue-type": "quorum", **(queue_spec.arguments or {})},
+        )
+        for routing_key in topology.billing_bindings():
+            await queue.bind(exchange, routing_key=routing_key)
+
+
+async def delete_topology(topology: Topology) -> None:
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        for queue in (topology.billing_queue_name, topology.billing_dlq_name):
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(queue)
+        for exchange in (topology.exchange_name, topology.billing_dlx_name):
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(exchange)
+
+
+@contextlib.asynccontextmanager
+async def temp_topology() -> AsyncIterator[Topology]:
+    """Exchange, billing queue and DLQ under a unique prefix; deleted after."""
+    topology = Topology(f"{RUN_ID}.{next(_counter)}.")
+    try:
+        await declare_topology(topology)
+        yield topology
+    finally:
+        await delete_topology(topology)
+
+
+async def queue_has_messages(name: str) -> bool:
+    """Whether a queue holds messages (a quorum queue's count can lag by seconds)."""
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        return bool(queue.declaration_result.message_count)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def token(company_id: uuid.UUID) -> str:
+    return issue_token(JWT_SECRET, company_id, ttl_seconds=3600 * 4)
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OPENAI_", "BILLING_", "JOBS_", "QUESTION_GEN_", "LOG_"))
+    }
+    env.update(
+        {
+            "RABBITMQ_URL": RABBITMQ_URL,
+            "AUTH_JWT_SECRET": JWT_SECRET,
+            "LOG_FORMAT": "json",
+            "ENVIRONMENT": "test",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Process:
+    """A child process whose output goes to a log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = LOG_DIR / f"{name}-{next(_counter)}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            list(args),
+            cwd=ROOT,
+            env=env or service_env(),
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    async def output(self, timeout: float) -> str:
+        """Wait for the process to finish; its standard output."""
+        assert self.popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        out = await asyncio.wait_for(loop.run_in_executor(None, self.popen.stdout.read), timeout)
+        await asyncio.wait_for(loop.run_in_executor(None, self.popen.wait), timeout)
+        if self.popen.returncode != 0:
+            raise RuntimeError(f"{self.name} exited {self.popen.returncode}: {self.tail()}")
+        return out.decode()
+
+    async def json(self, timeout: float) -> Any:
+        text = await self.output(timeout)
+        return json.loads(text.strip().splitlines()[-1])
+
+    async def logged(self, event: str, *, timeout: float = 60.0) -> dict[str, Any]:
+        """The first JSON log line whose `event` is `event`, waiting for it to be written."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                for line in self.log_path.read_text(errors="replace").splitlines():
+                    if event in line:
+                        with contextlib.suppress(ValueError):
+                            record: dict[str, Any] = json.loads(line)
+                            if record.get("event") == event:
+                                return record
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.tail()}")
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"{self.name} did not log {event!r} within {timeout}s: {self.tail()}")
+
+    async def logged_at(self, event: str, *, timeout: float = 60.0) -> float:
+        """Wall-clock time of that log line (structlog's ISO timestamp)."""
+        record = await self.logged(event, timeout=timeout)
+        return datetime.fromisoformat(str(record["timestamp"])).timestamp()
+
+    def tail(self, lines: int = 15) -> str:
+        self._log.flush()
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            try:
+                await asyncio.wait_for(loop.run_in_executor(None, self.popen.wait), timeout)
+            except TimeoutError:
+                self.popen.kill()
+                await loop.run_in_executor(None, self.popen.wait)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        self._log.close()
+
+
+SERVICE_PORT_VARIABLES = {
+    "billing": ("BILLING_DATABASE_URL", "BILLING_PORT"),
+    "jobs": ("JOBS_DATABASE_URL", "JOBS_PORT"),
+    "question_gen": ("QUESTION_GEN_DATABASE_URL", "QUESTION_GEN_PORT"),
+}
+
+
+def start_service(
+    name: str, database_url: str, topology: Topology, **extra_env: str
+) -> tuple[Process, str]:
+    """`python -m services.<name>` on a free port; returns the process and its base URL."""
+    port = free_port()
+    dsn_var, port_var = SERVICE_PORT_VARIABLES[name]
+    env = service_env(
+        **{
+            dsn_var: database_url,
+            port_var: str(port),
+            "RABBITMQ_TOPOLOGY_PREFIX": topology.prefix,
+            **extra_env,
+        }
+    )
+    process = Process(name, [sys.executable, "-m", f"services.{name}"], env)
+    return process, f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def service(
+    name: str,
+    database_url: str,
+    topology: Topology,
+    *,
+    ready_timeout: float = 60.0,
+    **extra_env: str,
+) -> AsyncIterator[str]:
+    """A service process, ready (its /readyz answers 200); stopped after."""
+    process, base_url = start_service(name, database_url, topology, **extra_env)
+    try:
+        await wait_ready(base_url, process, ready_timeout)
+        yield base_url
+    finally:
+        await process.stop()
+
+
+async def wait_ready(base_url: str, process: Process, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{process.name} exited at start: {process.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                response = await client.get(f"{base_url}/readyz")
+                if response.status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{process.name} not ready within {timeout}s: {process.tail()}")
+
+
+def python_module(name: str, module: str, *args: str) -> Process:
+    return Process(name, [sys.executable, "-m", module, *args])
+
+
+# ---------------------------------------------------------------- HTTP load
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    generator: str
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def load_generator() -> str:
+    """`wrk` when installed (it costs the server the least CPU), else the Python one."""
+    chosen = os.environ.get("BENCH_LOAD_GENERATOR", "auto")
+    if chosen == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    return chosen
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = {body}
+{headers}
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format(
+    '{{"requests": %d, "errors": %d, "seconds": %.6f, "p50_us": %d, "p99_us": %d}}\\n',
+    summary.requests, errors, summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+async def http_load(
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    *,
+    concurrency: int,
+    seconds: float,
+) -> LoadResult:
+    """Closed-loop POSTs of one body for `seconds`, from a process of its own."""
+    generator = load_generator()
+    payload = json.dumps(body)
+    all_headers = {"Content-Type": "application/json", **headers}
+    if generator == "wrk":
+        script = LOG_DIR / f"wrk-{next(_counter)}.lua"
+        header_lines = "\n".join(
+            f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in all_headers.items()
+        )
+        script.write_text(WRK_SCRIPT.format(body=_lua_string(payload), headers=header_lines))
+        threads = max(1, min(2, concurrency))
+        process = Process(
+            "wrk",
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{concurrency}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(script),
+                url,
+            ],
+        )
+        text = await process.output(timeout=seconds + 60)
+        line = [row for row in text.splitlines() if row.startswith("{")][-1]
+        data = json.loads(line)
+        return LoadResult(
+            data["requests"],
+            data["errors"],
+            data["seconds"],
+            data["p50_us"] / 1000,
+            data["p99_us"] / 1000,
+            "wrk",
+        )
+    spec = LOG_DIR / f"load-{next(_counter)}.json"
+    spec.write_text(json.dumps({"url": url, "body": payload, "headers": all_headers}))
+    process = python_module(
+        "load",
+        "bench.load",
+        "closed",
+        str(spec),
+        "--concurrency",
+        str(concurrency),
+        "--seconds",
+        str(seconds),
+    )
+    data = await process.json(timeout=seconds + 60)
+    return LoadResult(
+        data["requests"], data["errors"], data["seconds"], data["p50_ms"], data["p99_ms"], "python"
+    )
+
+
+@contextlib.contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    box: list[float] = []
+    started = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box.append(time.perf_counter() - started)
+
+
+Measure = Callable[[float], Awaitable[LoadResult]]
+
+
+async def alternate(
+    profile: Profile, ours: Measure, baseline: Measure
+) -> tuple[list[LoadResult], list[LoadResult]]:
+    """Warm both up, then rounds of each in turn (which goes first alternates)."""
+    await ours(profile.warmup_seconds)
+    await baseline(profile.warmup_seconds)
+    ours_results: list[LoadResult] = []
+    baseline_results: list[LoadResult] = []
+    for round_ in range(profile.rounds):
+        if round_ % 2 == 0:
+            baseline_results.append(await baseline(profile.http_seconds))
+            ours_results.append(await ours(profile.http_seconds))
+        else:
+            ours_results.append(await ours(profile.http_seconds))
+            baseline_results.append(await baseline(profile.http_seconds))
+    return ours_results, baseline_results
+
+
+def summary(results: Sequence[LoadResult]) -> dict[str, float]:
+    """Medians over rounds of throughput and latency."""
+    return {
+        "rps": median([r.rps for r in results]),
+        "p50_ms": median([r.p50_ms for r in results]),
+        "p99_ms": median([r.p99_ms for r in results]),
+        "errors": float(sum(r.errors for r in results)),
+    }

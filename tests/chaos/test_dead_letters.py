@@ -1,0 +1,253 @@
+"""Poison among good events, and a failed good event replayed from the DLQ after a fix."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import uuid
+from typing import Any
+from uuid import UUID
+
+import aio_pika
+import asyncpg
+import pytest
+
+from contracts.events import JobCreated, QuestionsGenerated
+from contracts.topology import DELIVERY_LIMIT, Topology
+from services.billing.config import Settings
+from services.billing.dead_letters import DETAIL, FAILURE_HEADERS, REASON
+from services.billing.replay_dlq import replay
+from tests.chaos.harness import (
+    Figures,
+    declare,
+    generated,
+    ledger,
+    publish_all,
+    queue_counts,
+    settled_ledger,
+)
+from tests.support.auth import TEST_SECRET
+from tests.support.broker import drain
+from tests.support.databases import ServiceDatabases
+from tests.support.env import RABBITMQ_URL
+from tests.support.processes import run_module
+from tests.support.stack import start_stack
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.chaos
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def poison_kinds(company: UUID) -> dict[str, tuple[bytes, str | None]]:
+    """Name -> (body, routing key or None for "straight to the queue, no type")."""
+    good = json.loads(generated(company).to_json())
+    missing = {key: value for key, value in good.items() if key != "companyId"}
+    return {
+        "not-json": (b"{not json", QuestionsGenerated.routing_key),
+        "empty": (b"", QuestionsGenerated.routing_key),
+        "wrong-schema": (b'{"hello": "world"}', QuestionsGenerated.routing_key),
+        "missing-field": (json.dumps(missing).encode(), QuestionsGenerated.routing_key),
+        "wrong-type": (
+            json.dumps({**good, "questionCount": "ten"}).encode(),
+            QuestionsGenerated.routing_key,
+        ),
+        "job-without-job-id": (
+            json.dumps({**good, "jobId": None}).encode(),
+            JobCreated.routing_key,
+        ),
+        "unknown-type": (json.dumps(good).encode(), "questions.generated.v9"),
+        "no-type": (json.dumps(good).encode(), None),
+    }
+
+
+async def publish_poison(topology: Topology, name: str, body: bytes, key: str | None) -> None:
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            message_id=f"poison-{name}",
+            type=key,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        if key in (QuestionsGenerated.routing_key, JobCreated.routing_key):
+            exchange = await channel.get_exchange(topology.exchange_name)
+            await exchange.publish(message, routing_key=key, mandatory=True)
+        else:  # no binding routes an unknown key to billing: only a direct publish gets there
+            await channel.default_exchange.publish(
+                message, routing_key=topology.billing_queue_name, mandatory=True
+            )
+
+
+async def test_poison_goes_to_the_dlq_and_good_events_are_billed(
+    dbs: ServiceDatabases, prefix: str, company: UUID, figures: Figures
+) -> None:
+    kinds = poison_kinds(company)
+    good = [generated(company) for _ in range(40)]
+    async with start_stack(dbs, prefix, services=("billing",)) as stack:
+        topology = stack.topology
+        for index, (name, (body, key)) in enumerate(kinds.items()):
+            await publish_all(topology, good[index * 5 : index * 5 + 5])
+            await publish_poison(topology, name, body, key)
+        result = await settled_ledger(dbs.billing, [e.event_id for e in good], timeout=30)
+        await eventually(
+            lambda: queue_counts(topology.billing_dlq_name),
+            until=lambda counts: counts[0] == len(kinds),
+        )
+        # Still alive and consuming: a good event after all that is billed.
+        late = generated(company)
+        await publish_all(topology, [late])
+        after = await settled_ledger(dbs.billing, [e.event_id for e in [*good, late]], timeout=30)
+        ready = await stack.billing.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        dead = await drain(topology.billing_dlq_name)
+        left, _ = await queue_counts(topology.billing_queue_name)
+
+    reasons = {text(m.message_id): text((m.headers or {}).get(REASON)) for m in dead}
+    details = {text(m.message_id): text((m.headers or {}).get(DETAIL, "")) for m in dead}
+    figures.ledger(after)
+    figures.record(poison=len(kinds), dlq=len(dead), reasons=sorted(set(reasons.values())))
+    assert result.exact, result
+    assert after.exact, after
+    assert reasons == {f"poison-{name}": "poison" for name in kinds}
+    assert all(details.values()), details
+    assert "unknown event type" in details["poison-unknown-type"]
+    assert "companyId" in details["poison-missing-field"]
+    assert left == 0
+
+
+REFUSE = """
+CREATE FUNCTION refuse_listed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.event_id = ANY('{EVENTS}'::uuid[]) THEN
+        RAISE EXCEPTION 'usage of % refused (a bug, fixed later)', NEW.event_id;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_listed BEFORE INSERT ON question_generation_usage
+    FOR EACH ROW EXECUTE FUNCTION refuse_listed();
+"""
+
+FIX = "DROP TRIGGER refuse_listed ON question_generation_usage; DROP FUNCTION refuse_listed();"
+
+
+async def execute(dsn: str, script: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(script)
+    finally:
+        await conn.close()
+
+
+async def test_failed_event_is_billed_after_replay(
+    dbs: ServiceDatabases, prefix: str, company: UUID, figures: Figures
+) -> None:
+    good = [generated(company) for _ in range(20)]
+    doomed = [generated(company) for _ in range(2)]
+    env = {
+        "RABBITMQ_URL": RABBITMQ_URL,
+        "RABBITMQ_TOPOLOGY_PREFIX": prefix,
+        "AUTH_JWT_SECRET": TEST_SECRET,
+    }
+    async with start_stack(
+        dbs, prefix, services=("billing",), billing_overrides={"max_failed_attempts": 3}
+    ) as stack:
+        topology = stack.topology
+        await execute(
+            dbs.billing, REFUSE.replace("EVENTS", ",".join(str(e.event_id) for e in doomed))
+        )
+        await publish_all(topology, [*good[:10], doomed[0], *good[10:], doomed[1]])
+        before = await settled_ledger(dbs.billing, [e.event_id for e in good], timeout=30)
+        await eventually(
+            lambda: queue_counts(topology.billing_dlq_name), until=lambda c: c[0] == 2, timeout=30
+        )
+
+        await execute(dbs.billing, FIX)
+        code, dry = await run_module("services.billing.replay_dlq", "--dry-run", env=env)
+        assert code == 0, dry
+        assert "would move 2 of 2" in dry, dry
+        assert "reason=failed" in dry, dry
+        await asyncio.sleep(0.5)
+        assert (await queue_counts(topology.billing_dlq_name))[0] == 2
+        assert (await ledger(dbs.billing, [e.event_id for e in good])).exact
+
+        code, first = await run_module("services.billing.replay_dlq", "--limit", "1", env=env)
+        assert code == 0, first
+        assert "moved 1 of 2" in first, first
+        await eventually(lambda: ledger(dbs.billing, []), until=lambda led: led.rows == 21)
+
+        code, rest = await run_module("services.billing.replay_dlq", env=env)
+        assert code == 0, rest
+        assert "moved 1 of 1" in rest, rest
+        sent = [e.event_id for e in [*good, *doomed]]
+        after = await settled_ledger(dbs.billing, sent, timeout=30)
+        dlq, _ = await queue_counts(topology.billing_dlq_name)
+
+    figures.ledger(after)
+    figures.record(dead_lettered=2, replayed=2, dlq_after=dlq)
+    assert before.lost == 0
+    assert before.rows == len(good)
+    assert after.exact, after
+    assert dlq == 0
+
+
+async def test_crash_looping_message_reaches_the_dlq_after_the_delivery_limit(
+    prefix: str, figures: Figures
+) -> None:
+    """A worker that dies holding a message, again and again: the broker's backstop."""
+    topology = Topology(prefix)
+    await declare(topology)
+    event = generated(uuid.uuid4())
+    await publish_all(topology, [event])
+    deliveries = 0
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        for _ in range(DELIVERY_LIMIT + 5):
+            channel = await connection.channel()
+            queue = await channel.declare_queue(topology.billing_queue_name, passive=True)
+            message = await queue.get(no_ack=False, fail=False, timeout=5)
+            if message is None:
+                await channel.close()
+                break
+            deliveries += 1
+            await channel.close()  # as a crash does: unacknowledged, back to the queue
+    await eventually(
+        lambda: queue_counts(topology.billing_dlq_name), until=lambda counts: counts[0] == 1
+    )
+    dead = await peek_one(topology.billing_dlq_name)
+    assert text((dead.headers or {}).get("x-first-death-reason")) == "delivery_limit"
+    assert dead.type is None  # the broker dead-lettered it: only its routing key tells the type
+
+    # Replayed (nothing consumes here, so the copy can be inspected): type restored, past
+    # failures forgotten, the same message otherwise.
+    report = await replay(
+        Settings(rabbitmq_url=RABBITMQ_URL, rabbitmq_topology_prefix=prefix), out=io.StringIO()
+    )
+    replayed = await drain(topology.billing_queue_name)
+    dlq, _ = await queue_counts(topology.billing_dlq_name)
+    figures.record(deliveries=deliveries, dead_lettered=1, replayed=report.moved, dlq_after=dlq)
+    assert deliveries == DELIVERY_LIMIT + 1
+    assert report.moved == 1
+    assert dlq == 0
+    assert [m.message_id for m in replayed] == [str(event.event_id)]
+    assert replayed[0].type == QuestionsGenerated.routing_key
+    assert replayed[0].body == event.to_json()
+    headers = dict(replayed[0].headers or {})
+    assert headers.pop("x-delivery-count", 0) == 0  # the queue counts afresh
+    assert not set(headers) & set(FAILURE_HEADERS), headers
+
+
+async def peek_one(name: str) -> aio_pika.abc.AbstractIncomingMessage:
+    """The first message of a queue, left in it."""
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        message = await queue.get(no_ack=False, timeout=5)
+        await message.nack(requeue=True)
+        return message
