@@ -15,7 +15,8 @@ from pydantic.alias_generators import to_camel
 INT32_MAX = 2_147_483_647
 
 TokenCount = Annotated[int, Field(ge=0, le=INT32_MAX)]
-DraftId = Annotated[str, Field(min_length=1, max_length=100)]
+# PostgreSQL text cannot hold U+0000: refused up front, before any LLM is paid for.
+DraftId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
 
 
 class Event(BaseModel):

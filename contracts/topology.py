@@ -24,6 +24,8 @@ JOB_CREATED = JobCreated.routing_key
 
 # Deliveries of one message before RabbitMQ dead-letters it on its own.
 DELIVERY_LIMIT = 20
+# The DLQ only loses a message past this many deliveries: never, in practice.
+DLQ_DELIVERY_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,13 @@ class Topology:
         )
 
     def billing_dlq(self) -> RabbitQueue:
-        return RabbitQueue(self.billing_dlq_name, queue_type=QueueType.QUORUM)
+        # Explicit: RabbitMQ 4.x gives quorum queues a delivery limit of 20 by default, and
+        # the DLQ has nowhere to send what passes it (each replay dry run is a delivery).
+        return RabbitQueue(
+            self.billing_dlq_name,
+            queue_type=QueueType.QUORUM,
+            arguments={"x-delivery-limit": DLQ_DELIVERY_LIMIT},
+        )
 
     def billing_bindings(self) -> tuple[str, ...]:
         return (QUESTIONS_GENERATED, JOB_CREATED)

@@ -12,6 +12,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker
 
+from contracts.events import EVENT_TYPES
 from contracts.topology import Topology
 
 REASON = "x-billing-reason"
@@ -51,7 +52,11 @@ def original_routing_key(message: AbstractIncomingMessage) -> str:
     stored = headers.get(ORIGINAL_ROUTING_KEY)
     if isinstance(stored, bytes):
         stored = stored.decode()
-    return str(stored or message.type or message.routing_key or "")
+    if stored:
+        return str(stored)
+    if message.routing_key in EVENT_TYPES:  # a publisher's own `type` does not override it
+        return message.routing_key
+    return str(message.type or message.routing_key or "")
 
 
 class DeadLetters:
@@ -95,7 +100,8 @@ class DeadLetters:
             routing_key=routing_key,
             persist=True,
             message_id=message.message_id,
-            correlation_id=message.correlation_id,
+            # Kept, or the client library would make up a new one per attempt.
+            correlation_id=message.correlation_id or message.message_id,
             content_type=message.content_type,
             message_type=original_routing_key(message) or None,
             headers=headers,

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from faststream.rabbit import RabbitMessage
 from pydantic import ValidationError
 
 from contracts.events import EVENT_TYPES, Event, QuestionsGenerated
@@ -62,28 +63,35 @@ class Intake:
         self._dead_letters = dead_letters
         self._pricing = pricing
         self._max_failed_attempts = max_failed_attempts
+        # Bound once, after logging is configured: a lazy module logger re-binds per call.
+        self._logger: structlog.typing.FilteringBoundLogger = log.bind()
+        self._debug = self._logger.is_enabled_for(logging.DEBUG)
 
-    async def handle(self, message: RabbitMessage) -> None:
-        raw: AbstractIncomingMessage = message.raw_message
+    async def handle(self, raw: AbstractIncomingMessage) -> None:
         routing_key = original_routing_key(raw)
-        with structlog.contextvars.bound_contextvars(
-            correlation_id=raw.correlation_id, message_id=raw.message_id
-        ):
-            try:
-                event = parse_event(routing_key, raw.body, self._pricing)
-            except PoisonMessage as exc:
-                await self._dead_letter(raw, "poison", str(exc))
-                await message.ack()
-                return
-            try:
-                result = await self._batcher.submit(event)
-            except Exception as exc:
-                await self._failed(raw, routing_key, exc)
-                await message.ack()
-                return
-            await message.ack()
-            metrics.EVENTS_CONSUMED.labels(routing_key).inc()
-            self._report(event, result)
+        try:
+            event = parse_event(routing_key, raw.body, self._pricing)
+        except PoisonMessage as exc:
+            await self._dead_letter(raw, "poison", str(exc))
+            await raw.ack()
+            return
+        try:
+            result = await self._batcher.submit(event)
+        except Exception as exc:
+            await self._failed(raw, routing_key, exc)
+            await raw.ack()
+            return
+        await raw.ack()
+        metrics.consumed(routing_key).inc()
+        self._report(raw, event, result)
+
+    def _log(self, raw: AbstractIncomingMessage) -> structlog.typing.FilteringBoundLogger:
+        """This message's logger: its correlation id came with it from the HTTP request."""
+        return self._logger.bind(
+            correlation_id=raw.correlation_id,
+            message_id=raw.message_id,
+            redelivered=raw.redelivered,
+        )
 
     async def _failed(self, raw: AbstractIncomingMessage, routing_key: str, exc: Exception) -> None:
         metrics.EVENTS_FAILED.labels(routing_key).inc()
@@ -91,18 +99,23 @@ class Intake:
         if attempts >= self._max_failed_attempts:
             await self._dead_letter(raw, "failed", f"after {attempts} attempts: {exc!r}")
         else:
-            log.warning("event failed, will retry", attempts=attempts, error=repr(exc))
+            self._log(raw).warning("event failed, will retry", attempts=attempts, error=repr(exc))
             await self._dead_letters.retry_later(raw, attempts)
 
     async def _dead_letter(self, raw: AbstractIncomingMessage, reason: str, detail: str) -> None:
         await self._dead_letters.send(raw, reason, detail)
         metrics.EVENTS_DEAD_LETTERED.labels(reason).inc()
-        log.warning("message dead-lettered", reason=reason, detail=detail)
+        self._log(raw).warning("message dead-lettered", reason=reason, detail=detail)
 
-    def _report(self, event: Event, result: UsageRecorded | DraftsReconciled) -> None:
+    def _report(
+        self,
+        raw: AbstractIncomingMessage,
+        event: Event,
+        result: UsageRecorded | DraftsReconciled,
+    ) -> None:
         if isinstance(result, DraftsReconciled):
             metrics.DRAFTS_RECONCILED.inc(result.rows)
-            log.info(
+            self._log(raw).info(
                 "job created: draft usage reconciled",
                 company_id=str(event.company_id),
                 job_id=str(result.job_id),
@@ -114,18 +127,20 @@ class Intake:
             return
         if not result.new:
             metrics.EVENTS_DUPLICATE.inc()
-            log.debug("usage already recorded", event_id=str(event.event_id))
+            if self._debug:
+                self._log(raw).debug("usage already recorded", event_id=str(event.event_id))
             return
         placement = result.placement
         status = "draft" if placement.is_draft else "job"
-        metrics.USAGE_ROWS.labels(status).inc()
+        metrics.usage_rows(status).inc()
         metrics.AMOUNT_BILLED.inc(float(result.cost))
-        log.debug(
-            "usage recorded",
-            company_id=str(event.company_id),
-            job_id=str(placement.job_id) if placement.job_id else None,
-            draft_job_id=placement.draft_job_id,
-            status=status,
-            questions=getattr(event, "question_count", None),
-            cost=str(result.cost),
-        )
+        if self._debug:  # one line per row is for a terminal, not for the hot path
+            self._log(raw).debug(
+                "usage recorded",
+                company_id=str(event.company_id),
+                job_id=str(placement.job_id) if placement.job_id else None,
+                draft_job_id=placement.draft_job_id,
+                status=status,
+                questions=getattr(event, "question_count", None),
+                cost=str(result.cost),
+            )

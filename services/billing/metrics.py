@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import Counter, Histogram
 
 EVENTS_CONSUMED = Counter(
@@ -32,8 +34,24 @@ AMOUNT_BILLED = Counter(
 TRANSIENT_RETRIES = Counter(
     "billing_transient_retries_total", "Batches retried after a transient database error."
 )
+MESSAGE_SECONDS = Histogram(
+    "billing_message_seconds",
+    "From a message's receipt to its acknowledgement (its batch committed).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 BATCH_SIZE = Histogram(
     "billing_batch_size",
     "Events per committed transaction.",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
+
+
+@cache
+def consumed(routing_key: str) -> Counter:
+    """The labelled child, looked up once per key rather than per message."""
+    return EVENTS_CONSUMED.labels(routing_key)
+
+
+@cache
+def usage_rows(status: str) -> Counter:
+    return USAGE_ROWS.labels(status)

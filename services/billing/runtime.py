@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import asyncpg
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from faststream.rabbit.subscriber import RabbitSubscriber
 from prometheus_client import REGISTRY
 
 from contracts.events import Event
@@ -22,7 +21,7 @@ from services.billing.handlers import DraftsReconciled, UsageRecorded
 from services.billing.intake import Intake
 from services.billing.pricing import Pricing
 from services.billing.recorder import UsageRecorder
-from services.billing.worker import subscribe
+from services.billing.worker import BillingConsumer
 from services.servicekit import db
 from services.servicekit.broker import connect_with_retry, make_broker
 from services.servicekit.health import Check
@@ -34,7 +33,7 @@ class BillingRuntime:
     pool: asyncpg.Pool
     broker: RabbitBroker
     batcher: Batcher[Event, UsageRecorded | DraftsReconciled]
-    subscriber: RabbitSubscriber
+    consumer: BillingConsumer
     connecting: asyncio.Task[None]
 
     @classmethod
@@ -62,29 +61,23 @@ class BillingRuntime:
             pricing,
             max_failed_attempts=settings.max_failed_attempts,
         )
-        subscriber = subscribe(broker, topology, intake)
+        consumer = BillingConsumer(broker, topology, intake)
         batcher.start()
-        connecting = asyncio.create_task(connect_with_retry(broker, topology, start=True))
-        return cls(settings, pool, broker, batcher, subscriber, connecting)
+        connecting = asyncio.create_task(connect_with_retry(broker, topology, then=consumer.start))
+        return cls(settings, pool, broker, batcher, consumer, connecting)
 
     async def close(self) -> None:
         """Stop consuming, let in-flight messages commit and ack, then close."""
         self.connecting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.connecting
-        await self.broker.stop()  # waits up to graceful_timeout for running handlers
+        await self.consumer.stop(self.settings.graceful_timeout_seconds)
+        await self.broker.stop()
         await self.batcher.stop()
         await self.pool.close()
 
     def consuming(self) -> bool:
-        """True while our consumer is registered on a live channel."""
-        queue = self.subscriber._queue_obj
-        return (
-            self.subscriber.running
-            and queue is not None
-            and not queue.channel.is_closed
-            and bool(self.subscriber._consumer_tag)
-        )
+        return self.consumer.consuming()
 
     def readiness(self) -> Mapping[str, Check]:
         async def database() -> bool:

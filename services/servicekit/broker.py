@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -39,6 +39,7 @@ def make_broker(
     graceful_timeout: float = 15.0,
     prefetch_count: int | None = None,
     middlewares: Sequence[Any] = (),
+    apply_types: bool = True,
 ) -> RabbitBroker:
     return RabbitBroker(
         with_heartbeat(url),
@@ -50,6 +51,7 @@ def make_broker(
         middlewares=middlewares,
         logger=logging.getLogger(f"{app_id}.broker"),
         log_level=logging.DEBUG,
+        apply_types=apply_types,
     )
 
 
@@ -68,10 +70,10 @@ async def connect_with_retry(
     broker: RabbitBroker,
     topology: Topology,
     *,
-    start: bool,
+    then: Callable[[], Awaitable[None]] | None = None,
     max_delay: float = 5.0,
 ) -> None:
-    """Connect (or start subscribers too) and declare the topology, retrying until it works.
+    """Connect, declare the topology and run `then` (start consuming), retrying until it works.
 
     Services start and answer HTTP while RabbitMQ is down; this runs beside them.
     """
@@ -80,8 +82,8 @@ async def connect_with_retry(
         try:
             await broker.connect()
             await declare_topology(broker, topology)
-            if start:
-                await broker.start()
+            if then is not None:
+                await then()
         except Exception as exc:
             log.warning("broker unreachable, retrying", error=str(exc) or type(exc).__name__)
             await broker.stop()

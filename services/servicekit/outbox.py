@@ -34,6 +34,8 @@ log = structlog.get_logger(__name__)
 
 MIGRATIONS = MigrationSet("outbox", Path(__file__).parent / "migrations" / "outbox")
 CHANNEL = "outbox"
+# Longest pause between attempts while the broker is away: events go out soon after it is back.
+MAX_RETRY_DELAY = 2.0
 
 # Add an event; the NOTIFY is delivered when the caller's transaction commits.
 ENQUEUE = """
@@ -139,6 +141,7 @@ class OutboxRelay:
         self._sweep_interval = sweep_interval
         self._publish_timeout = publish_timeout
         self._wake = asyncio.Event()
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -148,12 +151,24 @@ class OutboxRelay:
         ]
 
     async def stop(self, *, drain_timeout: float = 5.0) -> None:
-        """Stop the loops, then publish what is left if the broker lets us in time."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Let the batch in hand finish, then publish what is left if the broker lets us.
+
+        The relay is not cancelled mid-batch: a batch published but not yet deleted
+        would be published again (billing absorbs it, but a clean stop need not).
+        """
+        self._stopping = True
+        self._wake.set()
+        listen, relay = self._tasks or (None, None)
+        if listen is not None:
+            listen.cancel()
+        for task in (listen, relay):
+            if task is None:
+                continue
+            try:
+                async with asyncio.timeout(drain_timeout):
+                    await task
+            except (asyncio.CancelledError, TimeoutError):
+                pass
         self._tasks = []
         with contextlib.suppress(Exception):
             async with asyncio.timeout(drain_timeout):
@@ -185,15 +200,17 @@ class OutboxRelay:
             await asyncio.sleep(self._sweep_interval)
 
     async def _relay(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = self._sweep_interval
-        while True:
-            swept = False
-            try:
+        observed_at = 0.0
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._sweep_interval):
                     await self._wake.wait()
-            except TimeoutError:
-                swept = True
             self._wake.clear()
+            if self._stopping:
+                return
+            failed = False
             try:
                 while await self.publish_batch() >= self._batch_size:
                     pass
@@ -201,13 +218,17 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 log.warning("outbox relay could not publish, will retry", error=str(exc))
+                failed = True
+            # By the clock, not by timer sweeps: under steady load, NOTIFYs wake the
+            # relay before any sweep is due, and that is when the backlog matters.
+            if loop.time() - observed_at >= self._sweep_interval:
                 await self._observe_backlog()
+                observed_at = loop.time()
+            if failed:
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
             else:
                 delay = self._sweep_interval
-                if swept:
-                    await self._observe_backlog()
 
     async def publish_batch(self) -> int:
         """Publish one batch; return how many rows were confirmed."""

@@ -59,7 +59,7 @@ async def publisher_runtime(
         sweep_interval=settings.outbox_sweep_interval_seconds,
         publish_timeout=settings.outbox_publish_timeout_seconds,
     )
-    connecting = asyncio.create_task(connect_with_retry(broker, topology, start=False))
+    connecting = asyncio.create_task(connect_with_retry(broker, topology))
     connecting.add_done_callback(lambda _task: relay.wake())
     relay.start()
     try:
