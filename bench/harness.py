@@ -34,6 +34,9 @@ import httpx
 from contracts.topology import Topology
 from services.migrate import MIGRATION_SETS
 from services.servicekit.auth import issue_token
+from services.servicekit.broker import declare_topology as declare_service_topology
+from services.servicekit.broker import delete_topology as delete_service_topology
+from services.servicekit.broker import make_broker
 from services.servicekit.migrations import migrate, with_database
 
 ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -183,41 +186,17 @@ async def count_rows(dsn: str, table: str = "question_generation_usage") -> int:
 
 
 async def declare_topology(topology: Topology) -> None:
-    """The same declarations the services make (so that their own declare is a no-op)."""
-    connection = await aio_pika.connect(RABBITMQ_URL)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            topology.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        dlx = await channel.declare_exchange(
-            topology.billing_dlx_name, aio_pika.ExchangeType.FANOUT, durable=True
-        )
-        dlq = await channel.declare_queue(
-            topology.billing_dlq_name, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await dlq.bind(dlx, routing_key="")
-        queue_spec = topology.billing_queue()
-        queue = await channel.declare_queue(
-            topology.billing_queue_name,
-            durable=True,
-            arguments={"x-queue-type": "quorum", **(queue_spec.arguments or {})},
-        )
-        for routing_key in topology.billing_bindings():
-            await queue.bind(exchange, routing_key=routing_key)
+    """The services' own declarations (so that theirs are no-ops when they start)."""
+    broker = make_broker(RABBITMQ_URL, app_id="bench")
+    await broker.connect()
+    try:
+        await declare_service_topology(broker, topology)
+    finally:
+        await broker.stop()
 
 
 async def delete_topology(topology: Topology) -> None:
-    connection = await aio_pika.connect(RABBITMQ_URL)
-    async with connection:
-        for queue in (topology.billing_queue_name, topology.billing_dlq_name):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue)
-        for exchange in (topology.exchange_name, topology.billing_dlx_name):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
+    await delete_service_topology(RABBITMQ_URL, topology)
 
 
 @contextlib.asynccontextmanager

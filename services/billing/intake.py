@@ -1,4 +1,6 @@
-"""One delivered message: parse it, record it in a batch, acknowledge after commit.
+"""One delivered message: parse it, record it in a batch, settle it after commit.
+
+Settled messages are acknowledged together (`acks.py`), never before their commit.
 
 - Poison (not JSON, not valid against the contract, unknown type): to the DLQ
   at once, with the reason; then acknowledged.
@@ -18,6 +20,7 @@ from pydantic import ValidationError
 
 from contracts.events import EVENT_TYPES, Event, QuestionsGenerated
 from services.billing import metrics
+from services.billing.acks import Acknowledger
 from services.billing.batching import Batcher
 from services.billing.dead_letters import DeadLetters, failed_attempts, original_routing_key
 from services.billing.handlers import DraftsReconciled, UsageRecorded
@@ -55,11 +58,13 @@ class Intake:
         self,
         batcher: Batcher[Event, UsageRecorded | DraftsReconciled],
         dead_letters: DeadLetters,
+        acks: Acknowledger,
         pricing: Pricing,
         *,
         max_failed_attempts: int,
     ) -> None:
         self._batcher = batcher
+        self._acks = acks
         self._dead_letters = dead_letters
         self._pricing = pricing
         self._max_failed_attempts = max_failed_attempts
@@ -73,15 +78,15 @@ class Intake:
             event = parse_event(routing_key, raw.body, self._pricing)
         except PoisonMessage as exc:
             await self._dead_letter(raw, "poison", str(exc))
-            await raw.ack()
+            self._acks.settled(raw)
             return
         try:
             result = await self._batcher.submit(event)
         except Exception as exc:
             await self._failed(raw, routing_key, exc)
-            await raw.ack()
+            self._acks.settled(raw)
             return
-        await raw.ack()
+        self._acks.settled(raw)
         metrics.consumed(routing_key).inc()
         self._report(raw, event, result)
 

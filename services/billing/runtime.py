@@ -1,4 +1,4 @@
-"""What the billing process holds while it runs: pool, broker, batcher, subscriber."""
+"""What the billing process holds while it runs: pool, broker, batcher, consumer."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from contracts.events import Event
 from contracts.topology import Topology
+from services.billing.acks import Acknowledger
 from services.billing.batching import Batcher
 from services.billing.config import Settings
 from services.billing.dead_letters import DeadLetters
@@ -55,13 +56,15 @@ class BillingRuntime:
         batcher: Batcher[Event, UsageRecorded | DraftsReconciled] = Batcher(
             UsageRecorder(pool, pricing).record, max_size=settings.batch_max_size
         )
+        acks = Acknowledger()
         intake = Intake(
             batcher,
             DeadLetters(broker, topology),
+            acks,
             pricing,
             max_failed_attempts=settings.max_failed_attempts,
         )
-        consumer = BillingConsumer(broker, topology, intake)
+        consumer = BillingConsumer(broker, topology, intake, acks)
         batcher.start()
         connecting = asyncio.create_task(connect_with_retry(broker, topology, then=consumer.start))
         return cls(settings, pool, broker, batcher, consumer, connecting)

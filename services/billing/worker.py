@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustQueue, ConsumerT
 from faststream.rabbit import RabbitBroker
 
 from contracts.topology import Topology
+from services.billing.acks import Acknowledger
 from services.billing.intake import Intake
 from services.billing.metrics import MESSAGE_SECONDS
 
@@ -27,10 +28,13 @@ log = structlog.get_logger(__name__)
 
 
 class BillingConsumer:
-    def __init__(self, broker: RabbitBroker, topology: Topology, intake: Intake) -> None:
+    def __init__(
+        self, broker: RabbitBroker, topology: Topology, intake: Intake, acks: Acknowledger
+    ) -> None:
         self._broker = broker
         self._topology = topology
         self._intake = intake
+        self._acks = acks
         self._queue: AbstractRobustQueue | None = None
         self._tag: ConsumerTag | None = None
         self._stopping = False
@@ -45,6 +49,7 @@ class BillingConsumer:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if self._stopping:
             return  # not acknowledged: the broker redelivers it when our channel closes
+        self._acks.received(message)
         task = asyncio.current_task()
         assert task is not None
         self._in_flight.add(task)
@@ -69,6 +74,7 @@ class BillingConsumer:
                     "stopping with messages in hand; the broker redelivers them",
                     messages=len(pending),
                 )
+        await self._acks.drain()  # settled ones go out before the channel closes
         self._queue, self._tag = None, None
 
     def consuming(self) -> bool:

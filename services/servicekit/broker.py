@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import aio_pika
 import structlog
 from faststream.rabbit import Channel, RabbitBroker
 
@@ -39,7 +41,6 @@ def make_broker(
     graceful_timeout: float = 15.0,
     prefetch_count: int | None = None,
     middlewares: Sequence[Any] = (),
-    apply_types: bool = True,
 ) -> RabbitBroker:
     return RabbitBroker(
         with_heartbeat(url),
@@ -51,7 +52,6 @@ def make_broker(
         middlewares=middlewares,
         logger=logging.getLogger(f"{app_id}.broker"),
         log_level=logging.DEBUG,
-        apply_types=apply_types,
     )
 
 
@@ -64,6 +64,20 @@ async def declare_topology(broker: RabbitBroker, topology: Topology) -> None:
     queue = await broker.declare_queue(topology.billing_queue())
     for routing_key in topology.billing_bindings():
         await queue.bind(exchange, routing_key=routing_key)
+
+
+async def delete_topology(url: str, topology: Topology) -> None:
+    """Remove a topology's queues and exchanges (tests, benchmarks, a retired prefix)."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        for queue in (topology.billing_queue_name, topology.billing_dlq_name):
+            channel = await connection.channel()  # a failed delete closes its channel
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                await channel.queue_delete(queue)
+        for exchange in (topology.exchange_name, topology.billing_dlx_name):
+            channel = await connection.channel()
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                await channel.exchange_delete(exchange)
 
 
 async def connect_with_retry(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import aio_pika
@@ -10,6 +9,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts.events import Event
 from contracts.topology import Topology
+from services.servicekit import broker
 from tests.support.env import RABBITMQ_URL
 
 
@@ -82,13 +82,4 @@ async def drain(name: str) -> list[AbstractIncomingMessage]:
 
 
 async def delete_topology(topology: Topology) -> None:
-    connection = await aio_pika.connect(RABBITMQ_URL)
-    async with connection:
-        for queue in (topology.billing_queue_name, topology.billing_dlq_name):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue)
-        for exchange in (topology.exchange_name, topology.billing_dlx_name):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
+    await broker.delete_topology(RABBITMQ_URL, topology)
