@@ -45,7 +45,7 @@ chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 docs: $(STAMP)
 	$(BIN)/python -m contracts.generate

@@ -80,7 +80,7 @@ def main() -> int:
         row = rows[0]
         print(
             f"2. Billed at once, before any job exists: {row['questionCount']} questions, "
-            f"cost ${row['cost']}, held as draft {row['draftJobId']} (jobId {row['jobId']})."
+            f"cost ${row['cost']}, held as draft {row['draftJobId']}, no job yet."
         )
 
         saved = client.post(

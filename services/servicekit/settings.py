@@ -17,7 +17,10 @@ class ServiceSettings(BaseSettings):
     one shell can run all three without pointing them at one database.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    # No populate_by_name: with it, a plain `DATABASE_URL` or `PORT` (which honcho and
+    # many platforms set) would be read by the field's name, and two services of one
+    # shell would share a database or a port.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     environment: Literal["development", "test", "production"] = "development"
     host: str = "127.0.0.1"

@@ -46,7 +46,7 @@ def common_settings(prefix: str) -> dict[str, Any]:
 def question_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> QuestionSettings:
     values = {
         **common_settings(prefix),
-        "database_url": dbs.question_gen,
+        "QUESTION_GEN_DATABASE_URL": dbs.question_gen,
         "openai_api_key": None,
         "outbox_sweep_interval_seconds": 0.5,
     }
@@ -56,14 +56,14 @@ def question_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> Q
 def jobs_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> JobsSettings:
     values = {
         **common_settings(prefix),
-        "database_url": dbs.jobs,
+        "JOBS_DATABASE_URL": dbs.jobs,
         "outbox_sweep_interval_seconds": 0.5,
     }
     return JobsSettings(**{**values, **overrides})
 
 
 def billing_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> BillingSettings:
-    values = {**common_settings(prefix), "database_url": dbs.billing}
+    values = {**common_settings(prefix), "BILLING_DATABASE_URL": dbs.billing}
     return BillingSettings(**{**values, **overrides})
 
 
