@@ -37,7 +37,7 @@ from services.servicekit.auth import issue_token
 from services.servicekit.broker import declare_topology as declare_service_topology
 from services.servicekit.broker import delete_topology as delete_service_topology
 from services.servicekit.broker import make_broker
-from services.servicekit.migrations import migrate, with_database
+from services.servicekit.migrations import drop_databases, migrate, with_database
 
 ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -154,24 +154,12 @@ async def temp_database(service: str) -> AsyncIterator[str]:
         await migrate(dsn, MIGRATION_SETS[service])
         yield dsn
     finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_databases(ADMIN_DSN, named=[name])
 
 
 async def drop_run_databases() -> None:
     """Whatever this run left behind (a benchmark interrupted half-way)."""
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        rows = await admin.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{RUN_ID}\\_%"
-        )
-        for row in rows:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_databases(ADMIN_DSN, prefix=f"{RUN_ID}_")
 
 
 async def count_rows(dsn: str, table: str = "question_generation_usage") -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.migrate import MIGRATION_SETS
+from services.servicekit import migrations
 from services.servicekit.migrations import migrate, with_database
 from tests.support.env import ADMIN_DSN, RUN_ID
 
@@ -51,22 +52,9 @@ async def clone_databases() -> tuple[ServiceDatabases, list[str]]:
 
 
 async def drop_databases(names: list[str]) -> None:
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await migrations.drop_databases(ADMIN_DSN, named=names)
 
 
 async def drop_run_databases() -> None:
     """Everything this run made, templates included (also what a failed test left)."""
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        names = await admin.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{RUN_ID}\\_%"
-        )
-        for row in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await migrations.drop_databases(ADMIN_DSN, prefix=f"{RUN_ID}_")
