@@ -34,9 +34,8 @@ import httpx
 from contracts.topology import Topology
 from services.migrate import MIGRATION_SETS
 from services.servicekit.auth import issue_token
-from services.servicekit.broker import declare_topology as declare_service_topology
+from services.servicekit.broker import declare_topology_at
 from services.servicekit.broker import delete_topology as delete_service_topology
-from services.servicekit.broker import make_broker
 from services.servicekit.migrations import drop_databases, migrate, with_database
 
 ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -175,12 +174,7 @@ async def count_rows(dsn: str, table: str = "question_generation_usage") -> int:
 
 async def declare_topology(topology: Topology) -> None:
     """The services' own declarations (so that theirs are no-ops when they start)."""
-    broker = make_broker(RABBITMQ_URL, app_id="bench")
-    await broker.connect()
-    try:
-        await declare_service_topology(broker, topology)
-    finally:
-        await broker.stop()
+    await declare_topology_at(RABBITMQ_URL, topology)
 
 
 async def delete_topology(topology: Topology) -> None:

@@ -70,6 +70,14 @@ class Acknowledger:
             # After every handler resumed by the same commit has settled its message.
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def returned(self, message: AbstractIncomingMessage) -> None:
+        """The message was nacked back to the queue: it no longer holds later tags back.
+
+        A multiple-ack that covers its tag afterwards leaves it alone: the broker only
+        acknowledges tags still outstanding, and the nack was sent first.
+        """
+        self.settled(message)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         for channel, tags in list(self._channels.items()):

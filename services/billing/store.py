@@ -186,6 +186,14 @@ GET_USAGE = f"""
 SELECT {USAGE_COLUMNS} FROM question_generation_usage WHERE company_id = $1 AND id = $2
 """
 
+# What the summary adds up for a job, a draft or a company (its lines must agree).
+USAGE_SUMS = """count(*) AS generations,
+    sum(cost)::numeric AS cost,
+    sum(question_count)::bigint AS question_count,
+    sum(prompt_tokens)::bigint AS prompt_tokens,
+    sum(completion_tokens)::bigint AS completion_tokens,
+    sum(total_tokens)::bigint AS total_tokens"""
+
 # Totals of a company in [from, to), and of its rows still held as drafts.
 SUMMARY_TOTALS = """
 SELECT
@@ -213,15 +221,10 @@ WHERE company_id = $1
 """
 
 # One line per job of a company in [from, to), most recently used first.
-SUMMARY_JOBS = """
+SUMMARY_JOBS = f"""
 SELECT
     job_id,
-    count(*) AS generations,
-    sum(cost)::numeric AS cost,
-    sum(question_count)::bigint AS question_count,
-    sum(prompt_tokens)::bigint AS prompt_tokens,
-    sum(completion_tokens)::bigint AS completion_tokens,
-    sum(total_tokens)::bigint AS total_tokens,
+    {USAGE_SUMS},
     min(created_at) AS first_used_at,
     max(created_at) AS last_used_at
 FROM question_generation_usage
@@ -233,16 +236,11 @@ ORDER BY max(created_at) DESC, job_id
 """
 
 # One line per draft still waiting, with its whole history's first use (to tell the abandoned).
-SUMMARY_DRAFTS = """
+SUMMARY_DRAFTS = f"""
 WITH drafts AS (
     SELECT
         draft_job_id,
-        count(*) AS generations,
-        sum(cost)::numeric AS cost,
-        sum(question_count)::bigint AS question_count,
-        sum(prompt_tokens)::bigint AS prompt_tokens,
-        sum(completion_tokens)::bigint AS completion_tokens,
-        sum(total_tokens)::bigint AS total_tokens
+        {USAGE_SUMS}
     FROM question_generation_usage
     WHERE company_id = $1 AND draft_job_id IS NOT NULL
       AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)

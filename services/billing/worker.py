@@ -56,6 +56,14 @@ class BillingConsumer:
         started = time.perf_counter()
         try:
             await self._intake.handle(message)
+        except Exception as exc:
+            # Not settled (its dead letter could not be published, say). Give it back rather
+            # than hold it: an unsettled tag would hold back the acknowledgement of every
+            # later message of the channel. The nack goes out before any ack covering it.
+            log.warning("message returned to the queue", error=repr(exc))
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            self._acks.returned(message)
         finally:
             self._in_flight.discard(task)
             MESSAGE_SECONDS.observe(time.perf_counter() - started)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -14,14 +13,6 @@ from services.servicekit.db import Connection
 from services.servicekit.pagination import Cursor
 
 JOB_COLUMNS = "id, company_id, title, description, created_by, draft_job_id, created_at, details"
-
-# Add a job unless the company already made one from this draft.
-INSERT_JOB = f"""
-INSERT INTO jobs (id, company_id, title, description, created_by, draft_job_id, details, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (company_id, draft_job_id) WHERE draft_job_id IS NOT NULL DO NOTHING
-RETURNING {JOB_COLUMNS}
-"""
 
 # The job and its JobCreated event in one statement; neither when the draft is taken.
 INSERT_JOB_WITH_EVENT = outbox.with_event(
@@ -47,32 +38,6 @@ WHERE company_id = $1
 ORDER BY created_at DESC, id DESC
 LIMIT $4
 """
-
-
-async def insert_job(
-    conn: Connection,
-    *,
-    job_id: UUID,
-    company_id: UUID,
-    title: str,
-    description: str,
-    created_by: str | None,
-    draft_job_id: str | None,
-    details: dict[str, Any],
-    created_at: datetime,
-) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        INSERT_JOB,
-        job_id,
-        company_id,
-        title,
-        description,
-        created_by,
-        draft_job_id,
-        details,
-        created_at,
-    )
-    return row
 
 
 async def insert_job_with_event(

@@ -66,6 +66,16 @@ async def declare_topology(broker: RabbitBroker, topology: Topology) -> None:
         await queue.bind(exchange, routing_key=routing_key)
 
 
+async def declare_topology_at(url: str, topology: Topology) -> None:
+    """Declare a topology without a running service (tests, benchmarks, a new environment)."""
+    broker = make_broker(url, app_id="topology")
+    await broker.connect()
+    try:
+        await declare_topology(broker, topology)
+    finally:
+        await broker.stop()
+
+
 async def delete_topology(url: str, topology: Topology) -> None:
     """Remove a topology's queues and exchanges (tests, benchmarks, a retired prefix)."""
     connection = await aio_pika.connect(url)

@@ -1,6 +1,7 @@
 """Transactional outbox: events written with the business row, published by a relay.
 
-`enqueue` runs inside the caller's transaction. The relay wakes at once on the
+A service writes its business row and the event in one statement (`with_event`),
+or adds an event inside its own transaction (`enqueue`). The relay wakes at once on the
 NOTIFY that the commit delivers, and sweeps on a timer as well; replicas share
 the table with `FOR UPDATE SKIP LOCKED`. A row is deleted only after the broker
 confirmed it, so a crash between publish and delete publishes again: billing

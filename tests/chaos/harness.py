@@ -21,7 +21,7 @@ import asyncpg
 
 from contracts.events import Event, QuestionsGenerated
 from contracts.topology import Topology
-from services.servicekit.broker import declare_topology, make_broker
+from services.servicekit.broker import declare_topology_at
 from tests.support.env import RABBITMQ_URL
 
 
@@ -98,12 +98,7 @@ async def publish_all(topology: Topology, events: Iterable[Event]) -> None:
 
 async def declare(topology: Topology) -> None:
     """Declare the topology as the services do (the `prefix` fixture deletes it after)."""
-    broker = make_broker(RABBITMQ_URL, app_id="tests")
-    await broker.connect()
-    try:
-        await declare_topology(broker, topology)
-    finally:
-        await broker.stop()
+    await declare_topology_at(RABBITMQ_URL, topology)
 
 
 async def count_rows(dsn: str, company: UUID | None = None) -> int:
