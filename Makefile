@@ -10,8 +10,8 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_UP := $(if $(filter docker-compose,$(COMPOSE)),up --build --detach,up --build --detach --wait)
 
-.PHONY: install dev migrate test lint unit integration e2e chaos bench docs token demo \
-        replay-dlq up down compose-check clean
+.PHONY: install system-packages dev migrate test lint unit integration e2e chaos bench docs token demo \
+        replay-dlq rebuild-rollups close-period up down compose-check clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Debian packages the tests and benchmarks drive: Chromium and its driver (browser
+# tests), wrk (load benchmarks). Installed when missing and this user may; else a warning.
+SYSTEM_PACKAGES := chromium chromium-driver wrk
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing Debian packages:$$missing (sudo apt-get install$$missing)"; fi; \
+	fi
+
+test: lint system-packages
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -44,7 +56,7 @@ integration: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos
 
-bench: $(STAMP)
+bench: $(STAMP) system-packages
 	$(BIN)/python -m bench $(ARGS)
 
 docs: $(STAMP)
@@ -58,7 +70,13 @@ demo: $(STAMP)
 	$(BIN)/python -m services.demo
 
 replay-dlq: $(STAMP)
-	$(BIN)/python -m services.billing.replay_dlq $(ARGS)
+	$(BIN)/python -m services.billing.dlq $(ARGS)
+
+rebuild-rollups: $(STAMP)
+	$(BIN)/python -m services.billing.rollups.rebuild $(ARGS)
+
+close-period: $(STAMP)
+	$(BIN)/python -m services.billing.statements.close $(PERIOD)
 
 up:
 	$(COMPOSE) $(COMPOSE_UP)

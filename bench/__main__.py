@@ -27,7 +27,9 @@ import uvloop
 
 from bench import (
     billing_throughput,
+    cluster_throughput,
     end_to_end,
+    generation_at_llm_latency,
     generation_endpoint,
     harness,
     job_creation,
@@ -43,6 +45,8 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "end_to_end": end_to_end.run,
     "reconciliation": reconciliation.run,
     "scale_out": scale_out.run,
+    "generation_at_llm_latency": generation_at_llm_latency.run,
+    "cluster_throughput": cluster_throughput.run,
 }
 
 

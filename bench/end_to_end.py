@@ -20,7 +20,8 @@ import asyncpg
 
 from bench import harness
 from bench.generation_endpoint import DESCRIPTION, PATH
-from bench.harness import Profile, Result, percentile
+from bench.harness import Profile, Result
+from bench.load import percentile
 
 RATE = 200.0
 BAR_P99_MS = 250.0

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,19 +28,18 @@ from typing import Any
 
 import aio_pika
 import asyncpg
-import httpx
 
+from bench.load import percentile as percentile  # re-exported for the benchmarks
 from contracts.topology import Topology
-from services.migrate import MIGRATION_SETS
-from services.servicekit.auth import issue_token
-from services.servicekit.broker import declare_topology_at
-from services.servicekit.broker import delete_topology as delete_service_topology
-from services.servicekit.migrations import drop_databases, migrate, with_database
+from services.servicekit.migrations import with_database
+from tests.support import auth, processes
+from tests.support.broker import declare_topology_at
+from tests.support.broker import delete_topology_at as delete_service_topology
+from tests.support.databases import drop_databases, migrated_database
+from tests.support.processes import ROOT, wait_until_ready
 
 ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-JWT_SECRET = "bench-secret-0123456789-0123456789-abcdef"
-ROOT = Path(__file__).resolve().parent.parent
 
 # Every database, exchange and queue of this run carries this name.
 RUN_ID = f"bench{uuid.uuid4().hex[:8]}"
@@ -103,15 +101,6 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile; `pct` in 0..100."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return float(ordered[rank - 1])
-
-
 # ---------------------------------------------------------------- machine
 
 
@@ -148,17 +137,13 @@ def dsn_of(database: str) -> str:
 async def temp_database(service: str) -> AsyncIterator[str]:
     """A fresh, migrated database of `service` under a unique name; dropped after."""
     name = f"{RUN_ID}_{next(_counter)}_{service}"
-    dsn = dsn_of(name)
-    try:
-        await migrate(dsn, MIGRATION_SETS[service])
+    async with migrated_database(service, name, admin_dsn=ADMIN_DSN) as dsn:
         yield dsn
-    finally:
-        await drop_databases(ADMIN_DSN, named=[name])
 
 
 async def drop_run_databases() -> None:
     """Whatever this run left behind (a benchmark interrupted half-way)."""
-    await drop_databases(ADMIN_DSN, prefix=f"{RUN_ID}_")
+    await drop_databases(prefix=f"{RUN_ID}_", admin_dsn=ADMIN_DSN)
 
 
 async def count_rows(dsn: str, table: str = "question_generation_usage") -> int:
@@ -204,17 +189,15 @@ async def queue_has_messages(name: str) -> bool:
 # ---------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+free_port = processes.free_port
 
 
 def token(company_id: uuid.UUID) -> str:
-    return issue_token(JWT_SECRET, company_id, ttl_seconds=3600 * 4)
+    return auth.token(company_id, user=None, ttl_seconds=3600 * 4)
 
 
 def service_env(**extra: str) -> dict[str, str]:
+    """This environment without the services' own settings, which each process is given."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -223,7 +206,7 @@ def service_env(**extra: str) -> dict[str, str]:
     env.update(
         {
             "RABBITMQ_URL": RABBITMQ_URL,
-            "AUTH_JWT_SECRET": JWT_SECRET,
+            "AUTH_JWT_SECRET": auth.TEST_SECRET,
             "LOG_FORMAT": "json",
             "ENVIRONMENT": "test",
             "PYTHONPATH": str(ROOT),
@@ -307,28 +290,20 @@ class Process:
         self._log.close()
 
 
-SERVICE_PORT_VARIABLES = {
-    "billing": ("BILLING_DATABASE_URL", "BILLING_PORT"),
-    "jobs": ("JOBS_DATABASE_URL", "JOBS_PORT"),
-    "question_gen": ("QUESTION_GEN_DATABASE_URL", "QUESTION_GEN_PORT"),
-}
-
-
 def start_service(
     name: str, database_url: str, topology: Topology, **extra_env: str
 ) -> tuple[Process, str]:
     """`python -m services.<name>` on a free port; returns the process and its base URL."""
     port = free_port()
-    dsn_var, port_var = SERVICE_PORT_VARIABLES[name]
-    env = service_env(
-        **{
-            dsn_var: database_url,
-            port_var: str(port),
-            "RABBITMQ_TOPOLOGY_PREFIX": topology.prefix,
-            **extra_env,
-        }
+    variables = processes.service_env(
+        name,
+        database_url=database_url,
+        prefix=topology.prefix,
+        port=port,
+        rabbitmq_url=RABBITMQ_URL,
+        extra=extra_env,
     )
-    process = Process(name, [sys.executable, "-m", f"services.{name}"], env)
+    process = Process(name, [sys.executable, "-m", f"services.{name}"], service_env(**variables))
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -351,17 +326,13 @@ async def service(
 
 
 async def wait_ready(base_url: str, process: Process, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if process.popen.poll() is not None:
-                raise RuntimeError(f"{process.name} exited at start: {process.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                response = await client.get(f"{base_url}/readyz")
-                if response.status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"{process.name} not ready within {timeout}s: {process.tail()}")
+    await wait_until_ready(
+        base_url,
+        process.name,
+        exited=lambda: process.popen.poll() is not None,
+        tail=process.tail,
+        timeout=timeout,
+    )
 
 
 def python_module(name: str, module: str, *args: str) -> Process:
@@ -379,6 +350,18 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     generator: str
+
+    @classmethod
+    def of(cls, report: dict[str, Any], generator: str) -> LoadResult:
+        """What a load process printed (`bench.load.load_report`)."""
+        return cls(
+            report["requests"],
+            report["errors"],
+            report["seconds"],
+            report["p50_ms"],
+            report["p99_ms"],
+            generator,
+        )
 
     @property
     def rps(self) -> float:
@@ -468,10 +451,7 @@ async def http_load(
         "--seconds",
         str(seconds),
     )
-    data = await process.json(timeout=seconds + 60)
-    return LoadResult(
-        data["requests"], data["errors"], data["seconds"], data["p50_ms"], data["p99_ms"], "python"
-    )
+    return LoadResult.of(await process.json(timeout=seconds + 60), "python")
 
 
 @contextlib.contextmanager
@@ -513,3 +493,41 @@ def summary(results: Sequence[LoadResult]) -> dict[str, float]:
         "p99_ms": median([r.p99_ms for r in results]),
         "errors": float(sum(r.errors for r in results)),
     }
+
+
+def throughput_result(
+    name: str,
+    ours: Sequence[LoadResult],
+    baseline: Sequence[LoadResult],
+    *,
+    baseline_name: str,
+    bar: float,
+    **details: Any,
+) -> Result:
+    """Ours against the baseline, by median requests per second over alternating rounds."""
+    mine, theirs = summary(ours), summary(baseline)
+    ratio = mine["rps"] / theirs["rps"]
+    result = Result(
+        name=name,
+        ours=mine["rps"],
+        baseline=theirs["rps"],
+        unit="req/s",
+        ratio=ratio,
+        bar=f"ours/{baseline_name} >= {bar}",
+        passed=ratio >= bar and mine["errors"] == 0,
+        details={
+            **details,
+            "ours_p50_ms": round(mine["p50_ms"], 2),
+            "ours_p99_ms": round(mine["p99_ms"], 2),
+            f"{baseline_name}_p50_ms": round(theirs["p50_ms"], 2),
+            f"{baseline_name}_p99_ms": round(theirs["p99_ms"], 2),
+            "errors": mine["errors"],
+            "rounds": len(ours),
+            "generator": ours[0].generator,
+            "ours_rounds": [round(r.rps, 1) for r in ours],
+            f"{baseline_name}_rounds": [round(r.rps, 1) for r in baseline],
+        },
+    )
+    if mine["errors"]:
+        result.notes.append(f"{mine['errors']:.0f} requests failed")
+    return result

@@ -53,42 +53,17 @@ async def run(profile: Profile) -> Result:
                 "--seconds",
                 str(seconds),
             )
-            data = await process.json(timeout=seconds + 60)
-            return LoadResult(
-                data["requests"],
-                data["errors"],
-                data["seconds"],
-                data["p50_ms"],
-                data["p99_ms"],
-                "asyncpg",
-            )
+            return LoadResult.of(await process.json(timeout=seconds + 60), "asyncpg")
 
         ours_runs, raw_runs = await harness.alternate(profile, ours, baseline)
         jobs = await harness.count_rows(dsn, "jobs")
-    mine, theirs = harness.summary(ours_runs), harness.summary(raw_runs)
-    ratio = mine["rps"] / theirs["rps"]
-    result = Result(
-        name="job_creation",
-        ours=mine["rps"],
-        baseline=theirs["rps"],
-        unit="req/s",
-        ratio=ratio,
-        bar=f"ours/raw insert >= {BAR}",
-        passed=ratio >= BAR and mine["errors"] == 0,
-        details={
-            "concurrency": CONCURRENCY,
-            "pool_size": pool_size,
-            "ours_p50_ms": round(mine["p50_ms"], 2),
-            "ours_p99_ms": round(mine["p99_ms"], 2),
-            "raw_p50_ms": round(theirs["p50_ms"], 2),
-            "raw_p99_ms": round(theirs["p99_ms"], 2),
-            "errors": mine["errors"],
-            "jobs_written": jobs,
-            "rounds": profile.rounds,
-            "ours_rounds": [round(r.rps, 1) for r in ours_runs],
-            "raw_rounds": [round(r.rps, 1) for r in raw_runs],
-        },
+    return harness.throughput_result(
+        "job_creation",
+        ours_runs,
+        raw_runs,
+        baseline_name="raw",
+        bar=BAR,
+        concurrency=CONCURRENCY,
+        pool_size=pool_size,
+        jobs_written=jobs,
     )
-    if mine["errors"]:
-        result.notes.append(f"{mine['errors']:.0f} requests failed")
-    return result

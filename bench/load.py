@@ -19,6 +19,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,27 @@ class Connection:
         self.writer.close()
 
 
-def percentile(values: list[float], pct: float) -> float:
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile; `pct` in 0..100."""
     if not values:
         return float("nan")
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+    return float(ordered[rank - 1])
+
+
+def load_report(
+    requests: int, errors: int, seconds: float, latencies: Sequence[float], **more: Any
+) -> dict[str, Any]:
+    """The JSON line a load process prints (and `harness.LoadResult.of` reads)."""
+    return {
+        "requests": requests,
+        "errors": errors,
+        "seconds": seconds,
+        **more,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
 
 
 async def closed_loop(target: Target, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -111,13 +127,7 @@ async def closed_loop(target: Target, concurrency: int, seconds: float) -> dict[
     elapsed = time.perf_counter() - started
     for conn in connections:
         conn.close()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": elapsed,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-    }
+    return load_report(len(latencies), errors, elapsed, latencies)
 
 
 async def steady(
@@ -159,14 +169,8 @@ async def steady(
     elapsed = time.perf_counter() - started
     for conn in idle:
         conn.close()
-    return {
-        "requests": len(records),
-        "errors": sum(1 for record in records if record["status"] != 200),
-        "seconds": elapsed,
-        "late_sends": late,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-    }
+    errors = sum(1 for record in records if record["status"] != 200)
+    return load_report(len(records), errors, elapsed, latencies, late_sends=late)
 
 
 def main(argv: list[str]) -> int:

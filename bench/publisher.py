@@ -21,6 +21,7 @@ import uvloop
 
 from contracts.events import QuestionsGenerated
 from contracts.topology import Topology
+from tests.support.events import generated
 
 WINDOW = 500  # publishes awaiting their confirm at once
 
@@ -35,17 +36,14 @@ def make_events(count: int, companies: int, seed: int) -> list[QuestionsGenerate
         # As the front end sends them: half name the draft as jobId, half as draftJobId.
         as_job_id = rng.random() < 0.5
         events.append(
-            QuestionsGenerated(
-                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-                occurred_at=now,
-                company_id=rng.choice(tenants),
+            generated(
+                rng.choice(tenants),
                 job_id=draft if as_job_id else None,
-                draft_job_id=None if as_job_id else str(draft),
+                draft=None if as_job_id else str(draft),
+                at=now,
                 prompt_tokens=512,
                 completion_tokens=734,
-                total_tokens=1246,
-                question_count=10,
-                model="gpt-4o",
+                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
             )
         )
     return events

@@ -15,9 +15,12 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import uvloop
+
+from bench.load import load_report
 
 INSERT = """
 INSERT INTO jobs (id, company_id, title, description, created_by, draft_job_id, details, created_at)
@@ -25,13 +28,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
 """
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-async def run(dsn: str, concurrency: int, pool_size: int, seconds: float) -> dict[str, float]:
+async def run(dsn: str, concurrency: int, pool_size: int, seconds: float) -> dict[str, Any]:
     pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
     company = uuid.uuid4()
     latencies: list[float] = []
@@ -63,13 +60,7 @@ async def run(dsn: str, concurrency: int, pool_size: int, seconds: float) -> dic
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     await pool.close()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": elapsed,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-    }
+    return load_report(len(latencies), errors, elapsed, latencies)
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,7 @@
 Two billing databases, one holding 10 thousand other usage rows and one a
 million (a third of them drafts, spread over a thousand companies), analyzed.
 In each, repeatedly: 10 draft rows of a new draft are committed, then one
-`JobCreated` naming that draft is recorded through `handlers.record_events`
+`JobCreated` naming that draft is recorded through `ledger.record.record_events`
 in its own transaction (advisory lock, known job, attach) and timed to its
 commit. The two databases take turns; the medians are compared. The plan of
 `store.ATTACH_DRAFTS` (generic, as a prepared statement runs it after a few
@@ -22,10 +22,10 @@ import asyncpg
 
 from bench import harness
 from bench.harness import Profile, Result, median, percentile
-from contracts.events import JobCreated, QuestionsGenerated
-from services.billing import store
-from services.billing.handlers import record_events
-from services.billing.pricing import Pricing
+from services.billing.ledger import store
+from services.billing.ledger.record import record_events
+from services.billing.ledger.rules import Charge, Pricing
+from tests.support.events import generated, job_created
 
 BAR = 1.5
 SMALL_ROWS = 10_000
@@ -46,19 +46,11 @@ FROM generate_series(1, $1::int) AS i
 """
 
 
-def drafts(company: uuid.UUID, draft: str) -> list[QuestionsGenerated]:
-    now = datetime.now(UTC)
+def drafts(pricing: Pricing, company: uuid.UUID, draft: str) -> list[Charge]:
+    at = datetime.now(UTC)
     return [
-        QuestionsGenerated(
-            event_id=uuid.uuid4(),
-            occurred_at=now,
-            company_id=company,
-            draft_job_id=draft,
-            prompt_tokens=512,
-            completion_tokens=734,
-            total_tokens=1246,
-            question_count=10,
-            model="gpt-4o",
+        pricing.charge(
+            generated(company, draft=draft, at=at, prompt_tokens=512, completion_tokens=734)
         )
         for _ in range(DRAFT_ROWS)
     ]
@@ -107,19 +99,13 @@ def index_names(plan_json: str) -> set[str]:
 async def reconcile_once(conn: asyncpg.Connection, pricing: Pricing) -> float:
     company, draft = uuid.uuid4(), str(uuid.uuid4())
     async with conn.transaction():
-        await record_events(conn, list(drafts(company, draft)), pricing)
-    job = JobCreated(
-        event_id=uuid.uuid4(),
-        occurred_at=datetime.now(UTC),
-        company_id=company,
-        job_id=uuid.uuid4(),
-        draft_job_id=draft,
-    )
+        await record_events(conn, drafts(pricing, company, draft))
+    job = job_created(company, draft=draft)
     started = time.perf_counter()
     async with conn.transaction():
-        outcome = await record_events(conn, [job], pricing)
+        outcome = await record_events(conn, [job])
     elapsed = time.perf_counter() - started
-    attached = outcome.by_event[job.event_id]
+    attached = outcome[job.event_id]
     assert getattr(attached, "rows", None) == DRAFT_ROWS, attached
     return elapsed
 

@@ -7,7 +7,14 @@ from typing import Any
 from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
 
-from contracts.events import JobCreated, QuestionsGenerated
+from contracts.events import (
+    BudgetChanged,
+    Event,
+    JobCreated,
+    PriceChanged,
+    QuestionsGenerated,
+    SpendRecorded,
+)
 from contracts.topology import Topology
 
 
@@ -45,6 +52,33 @@ def asyncapi_document(topology: Topology | None = None) -> dict[str, Any]:
     @subscriber
     async def record(event: QuestionsGenerated | JobCreated) -> None:
         """Usage rows written exactly once; drafts reconciled onto jobs."""
+
+    billing_publishes: dict[type[Event], str] = {
+        PriceChanged: "billing: a price version was added (the default's companyId is nil).",
+        BudgetChanged: "billing: a company's budget was set; the highest revision wins.",
+        SpendRecorded: "billing: a period's billed total after a batch; the highest wins.",
+    }
+    for event_type, description in billing_publishes.items():
+        broker.publisher(
+            exchange=exchange,
+            routing_key=event_type.routing_key,
+            schema=event_type,
+            persist=True,
+            title=f"{event_type.routing_key}:publish",
+            description=description,
+        )
+
+    question_billing = broker.subscriber(
+        topology.question_billing_queue(),
+        exchange,
+        title=f"{topology.question_billing_queue_name}:consume",
+        description="question_gen: billing's prices, budgets and spend (`billing.#`), "
+        "for the budget guard.",
+    )
+
+    @question_billing
+    async def keep_billing_state(event: PriceChanged | BudgetChanged | SpendRecorded) -> None:
+        """Prices, limits and spend known without calling billing on the request path."""
 
     spec = AsyncAPI(
         broker,

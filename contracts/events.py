@@ -6,10 +6,19 @@ do not know); a breaking change is a new class with a `.v2` routing key.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 INT32_MAX = 2_147_483_647
@@ -72,7 +81,76 @@ class JobCreated(Event):
     created_by: str | None = None
 
 
+FOUR_PLACES = Decimal("0.0001")
+# Money on the wire: a decimal string with 4 places ("0.1000"), never a float.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=18, decimal_places=4),
+    PlainSerializer(
+        lambda amount: str(amount.quantize(FOUR_PLACES)), return_type=str, when_used="json"
+    ),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,14}(\.[0-9]{1,4})?$"}),
+]
+# A billing period: a calendar month in UTC.
+Period = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]
+# `companyId` of the default price: the environment's price, every company's until it has its own.
+DEFAULT_PRICE_COMPANY = UUID(int=0)
+
+
+class PriceChanged(Event):
+    """billing: a price version was added to the price book (event-carried state).
+
+    A company's price at an instant is its version with the latest `effectiveFrom` at
+    or before that instant; a company with none in force pays the default price (the
+    versions whose `companyId` is the nil UUID, `isDefault` true) in force then.
+    Versions are never changed or removed: a consumer keeps every one, by `priceId`.
+    """
+
+    routing_key: ClassVar[str] = "billing.price_changed.v1"
+
+    price_id: UUID
+    is_default: bool = False
+    price_per_10_questions: Money
+    profit_margin_percent: Money
+    effective_from: AwareDatetime
+
+
+class BudgetChanged(Event):
+    """billing: a company's budget was set (event-carried state: the whole budget).
+
+    `revision` grows with every change of the company's budget: a consumer keeps the
+    highest it has seen, whatever order the events arrive in.
+    """
+
+    routing_key: ClassVar[str] = "billing.budget_changed.v1"
+
+    revision: int = Field(ge=1)
+    monthly_limit: Money | None = Field(description="null: no limit")
+    thresholds: list[Annotated[int, Field(ge=1, le=100)]]
+
+
+class SpendRecorded(Event):
+    """billing: what it has billed a company in a period, after a batch of usage.
+
+    `spent` is the period's total so far and never decreases within a period: a
+    consumer keeps the highest it has seen for (companyId, period), whatever the
+    order. One event per (company, period) per batch recorded, not one per usage row.
+    """
+
+    routing_key: ClassVar[str] = "billing.spend_recorded.v1"
+
+    period: Period
+    spent: Money
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     QuestionsGenerated.routing_key: QuestionsGenerated,
     JobCreated.routing_key: JobCreated,
+}
+
+# Events billing publishes (for the question service's budget guard).
+BILLING_EVENT_TYPES: dict[str, type[Event]] = {
+    PriceChanged.routing_key: PriceChanged,
+    BudgetChanged.routing_key: BudgetChanged,
+    SpendRecorded.routing_key: SpendRecorded,
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.asyncapi import asyncapi_document
-from contracts.events import EVENT_TYPES
+from contracts.events import BILLING_EVENT_TYPES, EVENT_TYPES
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -16,7 +16,7 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 def documents() -> dict[str, str]:
     """File name to content of every generated document."""
     docs: dict[str, str] = {}
-    for routing_key, model in EVENT_TYPES.items():
+    for routing_key, model in {**EVENT_TYPES, **BILLING_EVENT_TYPES}.items():
         schema: dict[str, Any] = model.model_json_schema(by_alias=True)
         schema["$id"] = f"urn:question-billing:event:{routing_key}"
         docs[f"{routing_key}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"

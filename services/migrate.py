@@ -23,7 +23,7 @@ def own(service: str) -> MigrationSet:
 MIGRATION_SETS: dict[str, list[MigrationSet]] = {
     "question_gen": [outbox.MIGRATIONS, idempotency.MIGRATIONS, own("question_gen")],
     "jobs": [outbox.MIGRATIONS, idempotency.MIGRATIONS, own("jobs")],
-    "billing": [own("billing")],
+    "billing": [outbox.MIGRATIONS, idempotency.MIGRATIONS, own("billing")],
 }
 
 SETTINGS: dict[str, type[ServiceSettings]] = {

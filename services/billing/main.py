@@ -1,39 +1,99 @@
-"""Composition root of billing: the worker and its HTTP read API in one process."""
+"""Composition root of billing: the ledger's consumer and the HTTP read API in one process."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+import asyncpg
 from fastapi import FastAPI
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from prometheus_client import REGISTRY
 
-from services.billing.api import router
+from contracts.topology import Topology
 from services.billing.config import Settings
-from services.billing.runtime import BillingRuntime
-from services.servicekit.http import build_app
-from services.servicekit.logs import configure_logging
+from services.billing.ledger.consume import Consumer
+from services.billing.ledger.record import record_batch
+from services.billing.ledger.rules import Pricing
+from services.billing.reads.api import router
+from services.servicekit import db
+from services.servicekit.broker import connect_with_retry, make_broker
+from services.servicekit.health import Check
+from services.servicekit.http import service_app
 
 SERVICE = "billing"
 
 
+@dataclass
+class BillingRuntime:
+    """What the billing process holds while it runs."""
+
+    pool: asyncpg.Pool
+    broker: RabbitBroker
+    consumer: Consumer
+
+    def readiness(self) -> Mapping[str, Check]:
+        async def database() -> bool:
+            return await db.ping(self.pool)
+
+        async def broker() -> bool:
+            return await self.broker.ping(timeout=1.0)
+
+        async def consumer() -> bool:
+            return self.consumer.consuming()
+
+        return {"database": database, "broker": broker, "consumer": consumer}
+
+
+@asynccontextmanager
+async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
+    """Open the pool, connect and consume in the background; stop consuming gracefully."""
+    topology = Topology(settings.rabbitmq_topology_prefix)
+    pool = await db.create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+    )
+    broker = make_broker(
+        settings.rabbitmq_url,
+        app_id=SERVICE,
+        graceful_timeout=settings.graceful_timeout_seconds,
+        prefetch_count=settings.prefetch_count,
+        middlewares=[RabbitPrometheusMiddleware(registry=REGISTRY, app_name=SERVICE)],
+    )
+    consumer = Consumer(
+        broker,
+        topology,
+        functools.partial(record_batch, pool),
+        Pricing(settings.price_per_10_questions, settings.profit_margin_percent),
+        batch_max_size=settings.batch_max_size,
+        max_failed_attempts=settings.max_failed_attempts,
+    )
+    connecting = asyncio.create_task(connect_with_retry(broker, topology, then=consumer.start))
+    try:
+        yield BillingRuntime(pool, broker, consumer)
+    finally:
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        # Stop taking messages, let those in hand commit and be acknowledged, then close.
+        await consumer.stop(settings.graceful_timeout_seconds)
+        await broker.stop()
+        await pool.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(SERVICE, settings.log_format, settings.log_level)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await BillingRuntime.open(settings)
-        app.state.runtime = runtime
-        try:
-            yield
-        finally:
-            await runtime.close()
-
-    return build_app(
+    return service_app(
+        service=SERVICE,
         title="Billing service",
         description="Usage billed exactly once per generation; drafts reconciled onto jobs.",
         settings=settings,
-        lifespan=lifespan,
+        runtime=lambda: billing_runtime(settings),
         routers=[router],
-        readiness=lambda request: request.app.state.runtime.readiness(),
     )

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
 
 from services.jobs import handlers, store
+from services.jobs.handlers import DraftAlreadyUsed
 from services.jobs.schemas import CreateJobRequest, Job, JobPage
-from services.servicekit.auth import CurrentPrincipal, ensure_company
-from services.servicekit.idempotency import validate_key
+from services.servicekit.auth import AUTHENTICATED, CurrentPrincipal, ensure_company
+from services.servicekit.idempotency import Idempotent
 from services.servicekit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor, next_cursor
-from services.servicekit.problems import PROBLEM_JSON, Problem
+from services.servicekit.problems import ErrorMap, Problem, ProblemOf, documented
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
-PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+ERRORS: ErrorMap = {
+    DraftAlreadyUsed: ProblemOf[DraftAlreadyUsed](
+        409,
+        "this draft already became a job; `id` names it",
+        members=lambda exc: {"id": str(exc.existing_job_id)},
+    ),
+}
 
 
 async def get_pool(request: Request) -> asyncpg.Pool:
@@ -33,31 +39,24 @@ Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
     "",
     status_code=201,
     response_model=Job,
-    responses={
-        401: {"description": "no valid token", **PROBLEM},
-        403: {"description": "companyId differs from the token's", **PROBLEM},
-        409: {"description": "this draft already became a job; `id` names it", **PROBLEM},
-        422: {"description": "invalid request", **PROBLEM},
-    },
+    responses=documented(ERRORS, AUTHENTICATED),
 )
 async def create_job(
     body: CreateJobRequest,
     principal: CurrentPrincipal,
     pool: Pool,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> JSONResponse:
+) -> Job:
     company_id = ensure_company(principal, body.company_id)
-    key = validate_key(idempotency_key) if idempotency_key is not None else None
-    outcome = await handlers.create_job(
-        pool, company_id, body, user=principal.user, idempotency_key=key
+    return await Idempotent(pool, Job, status_code=201).run(
+        company_id,
+        idempotency_key,
+        body,
+        lambda conn: handlers.create_job(conn, company_id, body, principal.user),
     )
-    media_type = PROBLEM_JSON if outcome.status_code >= 400 else "application/json"
-    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media_type)
 
 
-@router.get(
-    "/{job_id}", response_model=Job, responses={404: {"description": "no such job", **PROBLEM}}
-)
+@router.get("/{job_id}", response_model=Job, responses=documented({}, {404: "no such job"}))
 async def get_job(job_id: UUID, principal: CurrentPrincipal, pool: Pool) -> Job:
     async with pool.acquire() as conn:
         row = await store.get_job(conn, principal.company_id, job_id)

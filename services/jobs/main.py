@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
-from services.jobs.api import router
+from services.jobs.api import ERRORS, router
 from services.jobs.config import Settings
-from services.servicekit.http import build_app
-from services.servicekit.logs import configure_logging
+from services.servicekit.http import service_app
 from services.servicekit.runtime import publisher_runtime
 
 SERVICE = "jobs"
@@ -18,19 +14,12 @@ SERVICE = "jobs"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(SERVICE, settings.log_format, settings.log_level)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with publisher_runtime(settings, app_id=SERVICE) as runtime:
-            app.state.runtime = runtime
-            yield
-
-    return build_app(
+    return service_app(
+        service=SERVICE,
         title="Jobs service",
         description="Stores jobs and announces each one with the draft it was made from.",
         settings=settings,
-        lifespan=lifespan,
+        runtime=lambda: publisher_runtime(settings, app_id=SERVICE),
         routers=[router],
-        readiness=lambda request: request.app.state.runtime.readiness(),
+        errors=ERRORS,
     )

@@ -14,15 +14,13 @@ from services.servicekit.pagination import Cursor
 
 JOB_COLUMNS = "id, company_id, title, description, created_by, draft_job_id, created_at, details"
 
-# The job and its JobCreated event in one statement; neither when the draft is taken.
-INSERT_JOB_WITH_EVENT = outbox.with_event(
-    f"""
+# A job; nothing when the company already made one from this draft (written with its event).
+INSERT_JOB = f"""
 INSERT INTO jobs (id, company_id, title, description, created_by, draft_job_id, details, created_at)
-VALUES ($5, $6, $7, $8, $9, $10, $11, $12)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (company_id, draft_job_id) WHERE draft_job_id IS NOT NULL DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
-)
 
 # The job a company made from a draft.
 JOB_ID_BY_DRAFT = "SELECT id FROM jobs WHERE company_id = $1 AND draft_job_id = $2"
@@ -50,9 +48,7 @@ async def insert_job_with_event(
     details: dict[str, Any],
 ) -> asyncpg.Record | None:
     """The job row, with its event added in the same statement; None if the draft is taken."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        INSERT_JOB_WITH_EVENT,
-        *outbox.event_parameters(event, correlation_id),
+    arguments = (
         event.job_id,
         event.company_id,
         title,
@@ -62,7 +58,9 @@ async def insert_job_with_event(
         details,
         event.occurred_at,
     )
-    return row
+    return await outbox.write_with_event(
+        conn, INSERT_JOB, arguments, event, correlation_id=correlation_id
+    )
 
 
 async def job_id_by_draft(conn: Connection, company_id: UUID, draft_job_id: str) -> UUID | None:

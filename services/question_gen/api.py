@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
 
+from services.question_gen.generation import MalformedAnswer
 from services.question_gen.handlers import QuestionGenerator
+from services.question_gen.llm import LlmCredentialsRefused, LlmTimeout, LlmUnavailable
 from services.question_gen.schemas import GenerateQuestionsRequest, GenerateQuestionsResponse
-from services.servicekit.auth import CurrentPrincipal, ensure_company
-from services.servicekit.idempotency import validate_key
+from services.servicekit.auth import AUTHENTICATED, CurrentPrincipal, ensure_company
+from services.servicekit.problems import ErrorMap, ProblemOf, documented
 
 router = APIRouter(prefix="/api/ai", tags=["questions"])
 
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+def _not_billed(exc: Exception) -> str:
+    return f"{exc}; nothing was billed"
+
+
+# A failed generation is billed nothing, and the answer says so.
+ERRORS: ErrorMap = {
+    MalformedAnswer: ProblemOf[MalformedAnswer](
+        502, "the LLM's answer was malformed; nothing billed", detail=_not_billed
+    ),
+    LlmCredentialsRefused: ProblemOf[LlmCredentialsRefused](
+        503,
+        "the LLM provider refused our credentials; nothing billed",
+        detail=lambda exc: f"the LLM provider refused our credentials ({exc}); nothing was billed",
+    ),
+    LlmUnavailable: ProblemOf[LlmUnavailable](
+        503,
+        "the LLM is rate limited or unreachable; nothing billed",
+        detail=_not_billed,
+        headers=lambda exc: {"Retry-After": str(exc.retry_after)},
+    ),
+    LlmTimeout: ProblemOf[LlmTimeout](504, "the LLM timed out; nothing billed", detail=_not_billed),
+}
 
 
 async def get_generator(request: Request) -> QuestionGenerator:
@@ -28,25 +51,16 @@ Generator = Annotated[QuestionGenerator, Depends(get_generator)]
 @router.post(
     "/generate-questions",
     response_model=GenerateQuestionsResponse,
-    responses={
-        401: {"description": "no valid token", **PROBLEM},
-        403: {"description": "companyId differs from the token's", **PROBLEM},
-        409: {"description": "the same Idempotency-Key is still in progress", **PROBLEM},
-        422: {"description": "invalid request", **PROBLEM},
-        502: {"description": "the LLM's answer was malformed; nothing billed", **PROBLEM},
-        503: {"description": "the LLM is rate limited or unreachable; nothing billed", **PROBLEM},
-        504: {"description": "the LLM timed out; nothing billed", **PROBLEM},
-    },
+    responses=documented(
+        ERRORS,
+        {**AUTHENTICATED, 409: "the same Idempotency-Key is still in progress"},
+    ),
 )
 async def generate_questions(
     body: GenerateQuestionsRequest,
     principal: CurrentPrincipal,
     generator: Generator,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> Any:
+) -> GenerateQuestionsResponse:
     company_id = ensure_company(principal, body.company_id)
-    key = validate_key(idempotency_key) if idempotency_key is not None else None
-    result = await generator.generate(company_id, body, key)
-    if isinstance(result, dict):  # an idempotent replay, exactly as first answered
-        return JSONResponse(result)
-    return result
+    return await generator.generate(company_id, body, idempotency_key)

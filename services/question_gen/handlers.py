@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -23,8 +22,8 @@ from services.question_gen.schemas import (
     Question,
     TokenUsage,
 )
-from services.servicekit import idempotency
-from services.servicekit.idempotency import ClaimState
+from services.servicekit.db import Connection
+from services.servicekit.idempotency import Idempotent
 from services.servicekit.logs import current_correlation_id
 
 log = structlog.get_logger(__name__)
@@ -70,68 +69,43 @@ class QuestionGenerator:
     settings: Settings
 
     @property
-    def _stale_after(self) -> float:
-        # A claim older than the longest an LLM call can take (its deadline covers its
-        # retries) belongs to a dead request.
-        return self.settings.llm_timeout_seconds + 30
+    def _replay(self) -> Idempotent[GenerateQuestionsResponse]:
+        return Idempotent(
+            self.pool,
+            GenerateQuestionsResponse,
+            wait_seconds=self.settings.idempotency_wait_seconds,
+            # A claim older than the longest an LLM call can take (its deadline covers its
+            # retries) belongs to a dead request.
+            stale_after_seconds=self.settings.llm_timeout_seconds + 30,
+        )
 
     async def generate(
         self, company_id: UUID, request: GenerateQuestionsRequest, idempotency_key: str | None
-    ) -> GenerateQuestionsResponse | dict[str, Any]:
-        """The response, or on an idempotent retry the first response exactly as stored."""
-        if idempotency_key is None:
-            return await self._generate(company_id, request, None)
-        fingerprint = idempotency.request_fingerprint(
-            request.model_dump(mode="json", exclude={"company_id"})
-        )
-        outcome = await idempotency.await_outcome(
-            self.pool,
-            company_id,
-            idempotency_key,
-            fingerprint,
-            timeout=self.settings.idempotency_wait_seconds,
-            stale_after_seconds=self._stale_after,
-        )
-        if outcome.state is ClaimState.REPLAY:
-            stored: dict[str, Any] = outcome.response
-            return stored
-        try:
-            return await self._generate(company_id, request, idempotency_key)
-        except BaseException:
-            # Nothing was recorded: give the key back so that a retry asks the LLM again.
-            await self._release(company_id, idempotency_key)
-            raise
-
-    async def _release(self, company_id: UUID, idempotency_key: str) -> None:
-        try:
-            async with self.pool.acquire() as conn:
-                await idempotency.release(conn, company_id, idempotency_key)
-        except Exception:
-            # The request's own error matters more; the claim goes stale and is taken over.
-            log.warning("idempotency key not released", exc_info=True)
-
-    async def _generate(
-        self, company_id: UUID, request: GenerateQuestionsRequest, idempotency_key: str | None
     ) -> GenerateQuestionsResponse:
+        """The questions, recorded and billed once; on an idempotent retry the first answer."""
+
+        async def record(conn: Connection, answer: Answer) -> GenerateQuestionsResponse:
+            return await self._record(conn, company_id, request, answer)
+
+        return await self._replay.run_slow(
+            company_id, idempotency_key, request, lambda: self._ask(request), record
+        )
+
+    async def _ask(self, request: GenerateQuestionsRequest) -> Answer:
         with observe_llm_call(self.writer.model) as call:
             answer = await self.writer.write(request.job_description, request.number_of_questions)
             call.record(answer)
+        return answer
+
+    async def _record(
+        self,
+        conn: Connection,
+        company_id: UUID,
+        request: GenerateQuestionsRequest,
+        answer: Answer,
+    ) -> GenerateQuestionsResponse:
         event = generation_event(company_id, request, answer)
-        response = generation_response(event, answer)
-        correlation_id = current_correlation_id()
-        if idempotency_key is None:
-            async with self.pool.acquire() as conn:  # one statement: atomic by itself
-                await store.record_generation(conn, event, correlation_id=correlation_id)
-        else:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await store.record_generation(conn, event, correlation_id=correlation_id)
-                await idempotency.complete(
-                    conn,
-                    company_id,
-                    idempotency_key,
-                    200,
-                    response.model_dump(mode="json", by_alias=True),
-                )
+        await store.record_generation(conn, event, correlation_id=current_correlation_id())
         log.info(
             "questions generated",
             generation_id=str(event.event_id),
@@ -141,4 +115,4 @@ class QuestionGenerator:
             questions=event.question_count,
             model=event.model,
         )
-        return response
+        return generation_response(event, answer)

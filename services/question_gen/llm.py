@@ -1,36 +1,49 @@
-"""Question writers: the OpenAI SDK, or an offline one when no API key is set.
+"""The question writer that asks an LLM, through the official OpenAI SDK.
+
+With no API key set, `offline.OfflineWriter` answers instead.
 
 Failures are told apart here and nowhere else: `LlmUnavailable` (rate limited,
 unreachable, 5xx, after bounded retries) answers 503 with `Retry-After`,
-`LlmTimeout` 504, `MalformedAnswer` 502. None of them is billed.
+`LlmCredentialsRefused` (401, 403: our configuration's fault) 503, `LlmTimeout`
+504, `MalformedAnswer` 502. None of them is billed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol
 
+import aiohttp
+import httpx2
 import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
-from openai.types.shared_params import ResponseFormatJSONSchema
+import structlog
+from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from services.question_gen.generation import (
     RESPONSE_FORMAT,
     Answer,
     MalformedAnswer,
-    offline_answer,
     prompt_messages,
     read_completion,
 )
-from services.question_gen.metrics import LLM_RETRIES
+from services.question_gen.metrics import LLM_CREDENTIALS_REFUSED, LLM_RETRIES
 
 # What the LLM's server may answer and still answer well a moment later.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# The provider refused our API key or what it may do: our configuration's fault.
+CREDENTIALS_REFUSED_STATUSES = frozenset({401, 403})
+CHAT_COMPLETIONS_PATH = "/chat/completions"
+# Connections to the LLM: one per call in flight, kept between calls. Far above what
+# one process has in flight; bounded so that a runaway cannot exhaust file descriptors.
+MAX_CONNECTIONS = 4096
+KEEPALIVE_SECONDS = 30.0
+
+log = structlog.get_logger(__name__)
 
 
 class LlmUnavailable(Exception):
@@ -43,6 +56,18 @@ class LlmTimeout(Exception):
     pass
 
 
+class LlmCredentialsRefused(Exception):
+    """The provider refused our API key (401) or its permissions (403).
+
+    A fault of our configuration, not of the request nor of the provider's health:
+    retrying does not help, and operators must hear of it at once.
+    """
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
 class QuestionWriter(Protocol):
     model: str
 
@@ -51,16 +76,33 @@ class QuestionWriter(Protocol):
     async def close(self) -> None: ...
 
 
-class OfflineWriter:
-    """Deterministic questions from the description, for laptops with no account."""
+class RequestBody:
+    """The Chat Completions request body: its fixed part serialized once, per call the prompt.
 
-    model = "offline"
+    The same JSON `chat.completions.create` sends: the model, Structured Outputs
+    with the questions' schema, the messages.
+    """
 
-    async def write(self, description: str, count: int) -> Answer:
-        return offline_answer(description, count)
+    def __init__(self, model: str) -> None:
+        fixed = json.dumps({"model": model, "response_format": RESPONSE_FORMAT})
+        self._head = fixed[:-1] + ', "messages": '  # the object, left open for the messages
 
-    async def close(self) -> None:
-        return None
+    def encode(self, messages: list[dict[str, str]]) -> bytes:
+        return (self._head + json.dumps(messages) + "}").encode()
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether a timeout the SDK reports is one.
+
+    The SDK's aiohttp transport reports a refused or dropped connection as a
+    connect timeout; the chain of causes says which it was.
+    """
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+            return False
+        cause = cause.__cause__
+    return True
 
 
 def is_retryable(status: int) -> bool:
@@ -113,6 +155,7 @@ class OpenAIWriter:
     ) -> None:
         self._client = client
         self.model = model
+        self._body = RequestBody(model)
         self._timeout = timeout
         self._retries = retries
 
@@ -127,7 +170,24 @@ class OpenAIWriter:
         max_retries: int,
         retry_delay: float = 0.5,
     ) -> OpenAIWriter:
-        client = AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        # aiohttp's pool hands out an idle connection in constant time, where httpx's
+        # checks every pooled connection's socket on every request: with hundreds of
+        # calls in flight that scan was most of the client's CPU (docs/benchmarks.md).
+        http_client = DefaultAioHttpClient(
+            limits=httpx2.Limits(
+                max_connections=MAX_CONNECTIONS,
+                max_keepalive_connections=MAX_CONNECTIONS,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+            ),
+            timeout=timeout,
+        )
+        client = AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
         policy = RetryPolicy(max_retries=max_retries, initial_delay=retry_delay)
         return cls(client, model, timeout=timeout, retries=policy)
 
@@ -137,16 +197,21 @@ class OpenAIWriter:
         deadline = loop.time() + self._timeout
         retries_taken = 0
         while True:
+            error: Exception
             try:
                 body = await self._attempt(messages, deadline)
                 return read_completion(body, count, requested_model=self.model, prompt=messages)
             except (TimeoutError, openai.APITimeoutError) as exc:
-                raise LlmTimeout(f"the LLM did not answer within {self._timeout:g}s") from exc
+                if timed_out(exc):
+                    raise LlmTimeout(f"the LLM did not answer within {self._timeout:g}s") from exc
+                failure = LlmUnavailable("the LLM is unreachable")
+                retry_after, reason, error = None, "connection", exc
             except openai.APIConnectionError as exc:
                 failure = LlmUnavailable("the LLM is unreachable")
-                retry_after, reason = None, "connection"
-                error: Exception = exc
+                retry_after, reason, error = None, "connection", exc
             except openai.APIStatusError as exc:
+                if exc.status_code in CREDENTIALS_REFUSED_STATUSES:
+                    raise self._refused(exc.status_code) from exc
                 if not is_retryable(exc.status_code):
                     raise MalformedAnswer(
                         f"the LLM rejected the request ({exc.status_code})"
@@ -165,19 +230,34 @@ class OpenAIWriter:
             retries_taken += 1
             await asyncio.sleep(wait)
 
+    def _refused(self, status: int) -> LlmCredentialsRefused:
+        """Counted and logged once per refusal: no retry hides it."""
+        LLM_CREDENTIALS_REFUSED.labels(self.model, str(status)).inc()
+        log.error(
+            "the LLM provider refused our credentials",
+            status=status,
+            model=self.model,
+            base_url=str(self._client.base_url),
+        )
+        return LlmCredentialsRefused(status)
+
     async def _attempt(self, messages: list[dict[str, str]], deadline: float) -> bytes:
         """One request; the raw body, read by `read_completion` whatever the server sent."""
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise TimeoutError
-        # httpx's timeouts bound each read, not the whole answer: a server that
-        # trickles bytes would outlast them; the deadline does not.
+        # The transport's timeouts bound each read, not the whole answer: a server
+        # that trickles bytes would outlast them; the deadline does not.
         async with asyncio.timeout_at(deadline):
-            response = await self._client.chat.completions.with_raw_response.create(
-                model=self.model,
-                messages=cast("list[ChatCompletionMessageParam]", messages),
-                response_format=cast("ResponseFormatJSONSchema", RESPONSE_FORMAT),
-                timeout=remaining,
+            # The SDK's own request path (base URL, key, headers, status errors) with
+            # the body serialized here: `chat.completions.create` would walk every
+            # parameter, the JSON schema included, through its type transforms on
+            # every call only to produce the same bytes.
+            response = await self._client.post(
+                CHAT_COMPLETIONS_PATH,
+                cast_to=httpx2.Response,
+                content=self._body.encode(messages),
+                options={"timeout": remaining},
             )
         return response.content
 

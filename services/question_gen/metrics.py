@@ -20,6 +20,11 @@ LLM_LATENCY = Histogram(
 LLM_RETRIES = Counter(
     "llm_retries_total", "LLM requests retried, by model and reason.", ["model", "reason"]
 )
+LLM_CREDENTIALS_REFUSED = Counter(
+    "llm_credentials_refused_total",
+    "LLM calls the provider refused our credentials for (401, 403), by model and status.",
+    ["model", "status"],
+)
 LLM_TOKENS = Counter("llm_tokens_total", "Tokens used, by model and kind.", ["model", "kind"])
 QUESTIONS_GENERATED = Counter(
     "questions_generated_total", "Questions delivered (and billed).", ["model"]

@@ -6,25 +6,21 @@ from contracts.events import QuestionsGenerated
 from services.servicekit import outbox
 from services.servicekit.db import Connection
 
-# Remember a generation (its id is the event's id) and add its event, in one statement.
-RECORD_GENERATION = outbox.with_event(
-    """
+# Remember a generation (its id is the event's id); written with its event.
+RECORD_GENERATION = """
 INSERT INTO generations (
     id, company_id, job_id, draft_job_id, question_count,
     prompt_tokens, completion_tokens, total_tokens, model, created_at
-) VALUES ($5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING id
 """
-)
 
 
 async def record_generation(
     conn: Connection, event: QuestionsGenerated, *, correlation_id: str | None
 ) -> None:
     """The generation row and its QuestionsGenerated event: one round trip, atomic."""
-    await conn.execute(
-        RECORD_GENERATION,
-        *outbox.event_parameters(event, correlation_id),
+    arguments = (
         event.event_id,
         event.company_id,
         event.job_id,
@@ -35,4 +31,7 @@ async def record_generation(
         event.total_tokens,
         event.model,
         event.occurred_at,
+    )
+    await outbox.write_with_event(
+        conn, RECORD_GENERATION, arguments, event, correlation_id=correlation_id
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
@@ -23,20 +24,21 @@ bearer = HTTPBearer(auto_error=False, description="JWT (HS256) with a `company_i
 class Principal:
     company_id: UUID
     user: str | None = None
+    roles: frozenset[str] = frozenset()
 
 
 def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-def decode_token(token: str, secret: str) -> Principal:
+def decode_token(token: str, secret: str, *, clock: Callable[[], float] = time.time) -> Principal:
     """The token's principal; a 401 problem for anything short of a valid, current token.
 
     A browser sends the same token with every request, so what the signature
-    proves is remembered; only the expiry is checked again each time.
+    proves is remembered; only the expiry is checked again each time, by `clock`.
     """
     principal, expires_at = _verify(token, secret)
-    if expires_at <= time.time():
+    if expires_at <= clock():
         raise _unauthorized("token expired")
     return principal
 
@@ -60,16 +62,28 @@ def _verify(token: str, secret: str) -> tuple[Principal, float]:
     except ValueError as exc:
         raise _unauthorized("token company_id is not a UUID") from exc
     sub = claims.get("sub")
-    principal = Principal(company_id=company_id, user=str(sub) if sub is not None else None)
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise _unauthorized("token roles claim is not an array of strings")
+    principal = Principal(
+        company_id=company_id, user=str(sub) if sub is not None else None, roles=frozenset(roles)
+    )
     return principal, float(claims["exp"])
 
 
 def issue_token(
-    secret: str, company_id: UUID, *, user: str | None = None, ttl_seconds: int = 3600
+    secret: str,
+    company_id: UUID,
+    *,
+    user: str | None = None,
+    roles: Iterable[str] = (),
+    ttl_seconds: int = 3600,
 ) -> str:
     claims: dict[str, Any] = {"company_id": str(company_id), "exp": int(time.time()) + ttl_seconds}
     if user is not None:
         claims["sub"] = user
+    if roles:
+        claims["roles"] = sorted(set(roles))
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -84,6 +98,23 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+# What a route taking `CurrentPrincipal` and a body `companyId` may answer (OpenAPI).
+AUTHENTICATED = {401: "no valid token", 403: "companyId differs from the token's"}
+
+
+def require_role(role: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency: the caller's principal, or 403 when its token lacks `role`.
+
+    `Annotated[Principal, Depends(require_role("billing:admin"))]` in a route's signature.
+    """
+
+    async def with_role(principal: CurrentPrincipal) -> Principal:
+        if role not in principal.roles:
+            raise Problem(403, f"this request needs the role {role!r}, which the token lacks")
+        return principal
+
+    return with_role
 
 
 def ensure_company(principal: Principal, claimed: UUID | None) -> UUID:

@@ -1,17 +1,28 @@
-"""The RabbitMQ broker of a service, and the topology every service declares at start."""
+"""The RabbitMQ broker of a service, and the topology every service declares at start.
+
+`RABBITMQ_URL` may name several nodes of one cluster, comma-separated. Neither
+aio-pika nor FastStream takes a list of hosts (aio-pika's robust connection
+reconnects to its one URL), so `FailoverConnection` adds that to aio-pika's
+`RobustConnection`: each connection attempt tries the nodes in turn, starting
+after the one it last lost, and everything else (re-opening channels,
+re-declaring what was declared on them, re-registering consumers) is the
+robust connection's own recovery. FastStream builds its connection with
+aio-pika's `connect_robust`, which takes the connection class to use.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import aio_pika
 import structlog
+from aio_pika import RobustConnection
 from faststream.rabbit import Channel, RabbitBroker
+from yarl import URL
 
 from contracts.topology import Topology
 
@@ -22,6 +33,22 @@ log = structlog.get_logger(__name__)
 # dead. With RabbitMQ's default (60 s) a worker went on believing it consumed (and `/readyz`
 # said so) for over three minutes after the broker had dropped its consumer.
 HEARTBEAT_SECONDS = 10
+# One node's connection handshake. A paused node accepts TCP and then says nothing; without
+# a limit the attempt would wait on it forever instead of moving to the next node.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def broker_urls(value: str) -> list[str]:
+    """The URLs of a comma-separated `RABBITMQ_URL`; a clear error for anything malformed."""
+    urls = [part.strip() for part in value.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("RABBITMQ_URL names no broker")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError(f"not an amqp:// or amqps:// URL with a host: {parts.scheme}://...")
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    return urls
 
 
 def with_heartbeat(url: str, seconds: int = HEARTBEAT_SECONDS) -> str:
@@ -34,6 +61,58 @@ def with_heartbeat(url: str, seconds: int = HEARTBEAT_SECONDS) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
+def _node(url: URL) -> str:
+    return f"{url.host}:{url.port}"
+
+
+class FailoverConnection(RobustConnection):
+    """aio-pika's robust connection over several nodes of one cluster.
+
+    Options in the query string (heartbeat, ...) are read from the first URL and apply
+    to every node; credentials and virtual host are each URL's own.
+    """
+
+    # The one step of `RobustConnection` that opens a transport (to `self.url`); each
+    # attempt of its reconnection loop calls it. Checked here so that an aio-pika that
+    # renamed it fails at import, not silently on the first lost node.
+    _OPEN_TRANSPORT = "_RobustConnection__connect_transport"
+    assert hasattr(RobustConnection, _OPEN_TRANSPORT), "aio-pika changed its robust connection"
+
+    def __init__(
+        self,
+        url: URL,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        alternates: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(url, loop=loop, **kwargs)
+        self.nodes: tuple[URL, ...] = (self.url, *(URL(other) for other in alternates))
+        self._next = 0
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        """Try every node once, starting after the last one connected (or lost)."""
+        open_transport = getattr(RobustConnection, self._OPEN_TRANSPORT)
+        failure: BaseException | None = None
+        for step in range(len(self.nodes)):
+            index = (self._next + step) % len(self.nodes)
+            self.url = self.nodes[index]
+            try:
+                await open_transport(self)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("broker node unreachable", node=_node(self.url), error=repr(exc))
+                failure = exc
+                continue
+            # When this node is lost, the next attempt starts with another one.
+            self._next = (index + 1) % len(self.nodes)
+            log.info("broker node connected", node=_node(self.url))
+            return
+        assert failure is not None
+        raise failure
+
+
 def make_broker(
     url: str,
     *,
@@ -42,21 +121,31 @@ def make_broker(
     prefetch_count: int | None = None,
     middlewares: Sequence[Any] = (),
 ) -> RabbitBroker:
-    return RabbitBroker(
-        with_heartbeat(url),
+    """A FastStream broker on `url`: one node, or several of one cluster separated by commas."""
+    first, *alternates = (with_heartbeat(node) for node in broker_urls(url))
+    broker = RabbitBroker(
+        first,
         app_id=app_id,
         graceful_timeout=graceful_timeout,
         reconnect_interval=1.0,
+        timeout=CONNECT_TIMEOUT_SECONDS,
         # An unroutable publish is an error, never a silent drop.
         default_channel=Channel(prefetch_count=prefetch_count, on_return_raises=True),
         middlewares=middlewares,
         logger=logging.getLogger(f"{app_id}.broker"),
         log_level=logging.DEBUG,
     )
+    # FastStream hands these to aio-pika's `connect_robust`, whose `connection_class`
+    # chooses the connection; FastStream has no option of its own for it.
+    broker._connection_kwargs["connection_class"] = functools.partial(
+        FailoverConnection, alternates=alternates
+    )
+    return broker
 
 
 async def declare_topology(broker: RabbitBroker, topology: Topology) -> None:
-    """Declare exchange, billing queue, dead-lettering and bindings. Idempotent."""
+    """Declare exchange, billing queue, dead-lettering, the question service's queue of
+    billing's events, and bindings. Idempotent."""
     exchange = await broker.declare_exchange(topology.exchange())
     dead_letters = await broker.declare_exchange(topology.dead_letter_exchange())
     dlq = await broker.declare_queue(topology.billing_dlq())
@@ -64,30 +153,10 @@ async def declare_topology(broker: RabbitBroker, topology: Topology) -> None:
     queue = await broker.declare_queue(topology.billing_queue())
     for routing_key in topology.billing_bindings():
         await queue.bind(exchange, routing_key=routing_key)
-
-
-async def declare_topology_at(url: str, topology: Topology) -> None:
-    """Declare a topology without a running service (tests, benchmarks, a new environment)."""
-    broker = make_broker(url, app_id="topology")
-    await broker.connect()
-    try:
-        await declare_topology(broker, topology)
-    finally:
-        await broker.stop()
-
-
-async def delete_topology(url: str, topology: Topology) -> None:
-    """Remove a topology's queues and exchanges (tests, benchmarks, a retired prefix)."""
-    connection = await aio_pika.connect(url)
-    async with connection:
-        for queue in (topology.billing_queue_name, topology.billing_dlq_name):
-            channel = await connection.channel()  # a failed delete closes its channel
-            with contextlib.suppress(aio_pika.exceptions.AMQPError):
-                await channel.queue_delete(queue)
-        for exchange in (topology.exchange_name, topology.billing_dlx_name):
-            channel = await connection.channel()
-            with contextlib.suppress(aio_pika.exceptions.AMQPError):
-                await channel.exchange_delete(exchange)
+    # Billing's events wait here for the question service, even before it first starts.
+    question_billing = await broker.declare_queue(topology.question_billing_queue())
+    for routing_key in topology.question_billing_bindings():
+        await question_billing.bind(exchange, routing_key=routing_key)
 
 
 async def connect_with_retry(
@@ -99,7 +168,8 @@ async def connect_with_retry(
 ) -> None:
     """Connect, declare the topology and run `then` (start consuming), retrying until it works.
 
-    Services start and answer HTTP while RabbitMQ is down; this runs beside them.
+    Services start and answer HTTP while RabbitMQ is down; this runs beside them. Once
+    connected, the connection itself moves between nodes and restores what was declared.
     """
     delay = 0.2
     while True:

@@ -1,22 +1,73 @@
-"""The parts of every HTTP service's FastAPI app: errors, health, metrics, correlation."""
+"""Every HTTP service's FastAPI app: errors, health, metrics, correlation, its runtime."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from services.servicekit.health import ChecksFactory, health_router
-from services.servicekit.logs import CorrelationMiddleware
+from services.servicekit.health import Check, ChecksFactory, health_router
+from services.servicekit.logs import CorrelationMiddleware, configure_logging
 from services.servicekit.metrics import HttpMetricsMiddleware
-from services.servicekit.problems import install_problem_handlers
+from services.servicekit.problems import ErrorMap, install_problem_handlers
 from services.servicekit.settings import ServiceSettings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+
+class Runtime(Protocol):
+    """What a service holds while it runs (pool, broker, ...), and how to tell it is ready."""
+
+    def readiness(self) -> Mapping[str, Check]: ...
+
+
+R = TypeVar("R", bound=Runtime)
+
+
+def service_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    settings: ServiceSettings,
+    runtime: Callable[[], AbstractAsyncContextManager[R]],
+    routers: Sequence[APIRouter],
+    errors: ErrorMap | None = None,
+    on_start: Callable[[FastAPI, R], AbstractAsyncContextManager[object]] | None = None,
+) -> FastAPI:
+    """A service's app: logging configured, `runtime` opened for its lifespan as
+    `app.state.runtime` (and readiness read from it), then `on_start` for what the
+    service adds on top of it."""
+    configure_logging(service, settings.log_format, settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime() as running:
+            app.state.runtime = running
+            if on_start is None:
+                yield
+                return
+            async with on_start(app, running):
+                yield
+
+    return build_app(
+        title=title,
+        description=description,
+        settings=settings,
+        lifespan=lifespan,
+        routers=routers,
+        readiness=_runtime_readiness,
+        errors=errors,
+    )
+
+
+def _runtime_readiness(request: Request) -> Mapping[str, Check]:
+    running: Runtime = request.app.state.runtime
+    return running.readiness()
 
 
 def build_app(
@@ -26,11 +77,13 @@ def build_app(
     settings: ServiceSettings,
     lifespan: Lifespan,
     routers: Sequence[APIRouter],
-    readiness: ChecksFactory,
+    readiness: ChecksFactory = _runtime_readiness,
+    errors: ErrorMap | None = None,
 ) -> FastAPI:
+    """The app with its lifespan given as is; `service_app` is the usual way in."""
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
-    install_problem_handlers(app)
+    install_problem_handlers(app, errors)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router(readiness))

@@ -1,11 +1,13 @@
 """`Idempotency-Key`: a retry with the same key and company gets the first answer again.
 
-A key is claimed before the work. When the work is only database writes, claim,
-work and `complete` share one transaction, and a concurrent request with the
-same key waits on the row lock. When the work is slow (an LLM call), the claim
-commits first, the work runs outside any transaction, and `complete` stores
-the answer with the work's own rows; a concurrent request sees the claim as in
-progress and waits for the answer (`await_outcome`).
+`Idempotent` owns this for any route. A key is claimed before the work. When the
+work is only database writes (`run`), claim, work and `complete` share one
+transaction, and a concurrent request with the same key waits on the row lock.
+When the work is slow (`run_slow`: an LLM call), the claim commits first, the
+slow part runs outside any transaction, and `complete` stores the answer with
+the work's own rows; a concurrent request sees the claim as in progress and
+waits for the answer (`await_outcome`). A failure releases the claim, so a
+retry does the work.
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
+import structlog
+from pydantic import BaseModel
 
 from services.servicekit.db import Connection
 from services.servicekit.migrations import MigrationSet
 from services.servicekit.problems import Problem
+
+log = structlog.get_logger(__name__)
 
 MIGRATIONS = MigrationSet("idempotency", Path(__file__).parent / "migrations" / "idempotency")
 
@@ -154,3 +161,97 @@ async def await_outcome(
             )
         await asyncio.sleep(poll_interval)
         poll_interval = min(poll_interval * 1.5, 0.5)
+
+
+Answer = TypeVar("Answer", bound=BaseModel)
+Prepared = TypeVar("Prepared")
+
+
+@dataclass(frozen=True)
+class Idempotent(Generic[Answer]):
+    """A route's idempotent replay: claim, replay the stored answer, complete, release.
+
+    `write` is the route's effect; it must be atomic by itself (one statement, or
+    its own transaction), as it also runs when the request carries no key. With a
+    key it runs in the transaction that stores its answer. A domain error it
+    raises rolls the effect back and leaves the key free.
+    """
+
+    pool: asyncpg.Pool
+    answer: type[Answer]
+    status_code: int = 200
+    wait_seconds: float = 10.0
+    stale_after_seconds: float = 300.0
+
+    async def run(
+        self,
+        company_id: UUID,
+        key: str | None,
+        request: BaseModel,
+        write: Callable[[Connection], Awaitable[Answer]],
+    ) -> Answer:
+        """Quick work: claim, write and answer in one transaction."""
+        if key is None:
+            async with self.pool.acquire() as conn:
+                return await write(conn)
+        fingerprint = _fingerprint(request)
+        async with self.pool.acquire() as conn, conn.transaction():
+            # A concurrent request with this key waits here until ours commits.
+            outcome = await claim(conn, company_id, validate_key(key), fingerprint)
+            if outcome.state is ClaimState.REPLAY:
+                return self.answer.model_validate(outcome.response)
+            if outcome.state is ClaimState.IN_PROGRESS:
+                raise Problem(409, "a request with this Idempotency-Key is still in progress")
+            answer = await write(conn)
+            await self._complete(conn, company_id, key, answer)
+        return answer
+
+    async def run_slow(
+        self,
+        company_id: UUID,
+        key: str | None,
+        request: BaseModel,
+        prepare: Callable[[], Awaitable[Prepared]],
+        write: Callable[[Connection, Prepared], Awaitable[Answer]],
+    ) -> Answer:
+        """Slow work: `prepare` outside any transaction, then `write` with the answer."""
+        if key is None:
+            prepared = await prepare()
+            async with self.pool.acquire() as conn:
+                return await write(conn, prepared)
+        outcome = await await_outcome(
+            self.pool,
+            company_id,
+            validate_key(key),
+            _fingerprint(request),
+            timeout=self.wait_seconds,
+            stale_after_seconds=self.stale_after_seconds,
+        )
+        if outcome.state is ClaimState.REPLAY:
+            return self.answer.model_validate(outcome.response)
+        try:
+            prepared = await prepare()
+            async with self.pool.acquire() as conn, conn.transaction():
+                answer = await write(conn, prepared)
+                await self._complete(conn, company_id, key, answer)
+        except BaseException:
+            await self._release(company_id, key)
+            raise
+        return answer
+
+    async def _complete(self, conn: Connection, company_id: UUID, key: str, answer: Answer) -> None:
+        body = answer.model_dump(mode="json", by_alias=True)
+        await complete(conn, company_id, key, self.status_code, body)
+
+    async def _release(self, company_id: UUID, key: str) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                await release(conn, company_id, key)
+        except Exception:
+            # The request's own error matters more; the claim goes stale and is taken over.
+            log.warning("idempotency key not released", exc_info=True)
+
+
+def _fingerprint(request: BaseModel) -> str:
+    # The body's companyId is optional and checked against the token: not part of the request.
+    return request_fingerprint(request.model_dump(mode="json", exclude={"company_id"}))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_asgi_app
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
@@ -30,10 +30,6 @@ OUTBOX_BACKLOG = Gauge("outbox_backlog", "Events written but not yet confirmed b
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_age_seconds", "Age of the oldest event waiting in the outbox."
 )
-
-
-def metrics_app() -> ASGIApp:
-    return make_asgi_app(REGISTRY)
 
 
 class HttpMetricsMiddleware:

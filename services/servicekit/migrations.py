@@ -58,7 +58,7 @@ def with_database(dsn: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-def _quoted(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
@@ -78,25 +78,10 @@ async def ensure_database(dsn: str) -> None:
         return
     admin = await asyncpg.connect(with_database(dsn, "postgres"))
     try:
-        await admin.execute(f"CREATE DATABASE {_quoted(name)}")
+        await admin.execute(f"CREATE DATABASE {quote_identifier(name)}")
         log.info("database created", database=name)
     except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
         pass  # created by a runner beside us (the catalog's unique index may answer first)
-    finally:
-        await admin.close()
-
-
-async def drop_databases(admin_dsn: str, *, named: Sequence[str] = (), prefix: str = "") -> None:
-    """Drop databases by name, and every one whose name starts with `prefix` (tests, benches)."""
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        names = list(named)
-        if prefix:
-            like = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
-            rows = await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", like)
-            names += [row["datname"] for row in rows]
-        for name in names:
-            await admin.execute(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
     finally:
         await admin.close()
 

@@ -1,6 +1,6 @@
 """Transactional outbox: events written with the business row, published by a relay.
 
-A service writes its business row and the event in one statement (`with_event`),
+A service writes its business row and the event in one statement (`write_with_event`),
 or adds an event inside its own transaction (`enqueue`). The relay wakes at once on the
 NOTIFY that the commit delivers, and sweeps on a timer as well; replicas share
 the table with `FOR UPDATE SKIP LOCKED`. A row is deleted only after the broker
@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -49,17 +52,19 @@ SELECT pg_notify('outbox', '') FROM added
 """
 
 # The business row and its event in one statement, so one round trip and atomic without
-# an explicit transaction. `written` is the caller's data-modifying statement (its
-# parameters start at $5); the event is added only if it returned a row.
+# an explicit transaction. `written` is the caller's data-modifying statement with its own
+# parameters; the event's four follow them. The event is added only if it returned a row.
 WITH_EVENT = """
 WITH written AS ({written}),
 added AS (
     INSERT INTO outbox (event_id, routing_key, payload, correlation_id)
-    SELECT $1::uuid, $2::text, $3::jsonb, $4::text FROM written
+    SELECT ${e1}::uuid, ${e2}::text, ${e3}::jsonb, ${e4}::text FROM written
     RETURNING pg_notify('outbox', '')
 )
 SELECT written.*, (SELECT count(*) FROM added) AS events_added FROM written
 """
+
+PARAMETER = re.compile(r"\$(\d+)")
 
 # Claim the oldest unpublished events; rows another relay holds are skipped.
 CLAIM = """
@@ -96,19 +101,39 @@ async def enqueue(conn: Connection, event: Event, *, correlation_id: str | None 
     )
 
 
-def with_event(written: str) -> str:
-    """A statement that runs `written` (parameters from $5 on) and adds its event."""
-    return WITH_EVENT.format(written=written)
+async def write_with_event(
+    conn: Connection,
+    written: str,
+    arguments: Sequence[object],
+    event: Event,
+    *,
+    correlation_id: str | None = None,
+) -> asyncpg.Record | None:
+    """Run `written` with `arguments` ($1 to $n) and add `event` if it returned a row.
 
-
-def event_parameters(event: Event, correlation_id: str | None) -> tuple[object, ...]:
-    """$1 to $4 of `with_event`."""
-    return (
+    One statement: the row and its event are written together or not at all. The
+    row `written` returned is returned (with `events_added`), or None.
+    """
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _composed(written, len(arguments)),
+        *arguments,
         event.event_id,
         event.routing_key,
         event.model_dump(mode="json", by_alias=True),
         correlation_id,
     )
+    return row
+
+
+@functools.lru_cache(maxsize=64)
+def _composed(written: str, count: int) -> str:
+    used = {int(number) for number in PARAMETER.findall(written)}
+    if used != set(range(1, count + 1)):
+        raise ValueError(
+            f"the statement uses parameters {sorted(used)} but {count} arguments were given"
+        )
+    first = count + 1
+    return WITH_EVENT.format(written=written, e1=first, e2=first + 1, e3=first + 2, e4=first + 3)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -62,6 +64,55 @@ def problem_response(
     body["detail"] = detail
     body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+E = TypeVar("E", bound=Exception)
+
+
+def _no_headers(_: Exception) -> dict[str, str]:
+    return {}
+
+
+def _no_members(_: Exception) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class ProblemOf(Generic[E]):
+    """How one kind of domain error is answered; the domain error itself knows no HTTP.
+
+    A service lists its domain errors once (`ErrorMap`), `build_app` installs them,
+    and the same list documents the routes' error answers in OpenAPI.
+    """
+
+    status: int
+    description: str
+    detail: Callable[[E], str] = str
+    headers: Callable[[E], dict[str, str]] = _no_headers
+    members: Callable[[E], dict[str, Any]] = _no_members
+
+    def response(self, exc: E) -> JSONResponse:
+        members = self.members(exc)
+        return problem_response(self.status, self.detail(exc), headers=self.headers(exc), **members)
+
+
+ErrorMap = Mapping[type[Exception], ProblemOf[Any]]
+
+
+def documented(errors: ErrorMap, others: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` of a route: its domain errors, the others it may answer, and 422."""
+    content: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+    answers = {**others, 422: "invalid request"}
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"description": description, **content} for status, description in answers.items()
+    }
+    for problem in errors.values():
+        if problem.status in responses:
+            described = responses[problem.status]["description"]
+            responses[problem.status]["description"] = f"{described}; {problem.description}"
+        else:
+            responses[problem.status] = {"description": problem.description, **content}
+    return responses
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -130,8 +181,23 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, "internal error; the request was not completed")
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def _on_domain_error(errors: ErrorMap) -> Callable[[Request, Exception], Any]:
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        for kind in type(exc).__mro__:
+            if kind in errors:
+                return errors[kind].response(exc)
+        raise exc  # unreachable: only registered types are routed here
+
+    return handle
+
+
+def install_problem_handlers(app: FastAPI, errors: ErrorMap | None = None) -> None:
+    """The one place exceptions become problem documents: the kit's and the service's."""
     app.add_exception_handler(Problem, _on_problem)
+    if errors:
+        handle = _on_domain_error(errors)
+        for kind in errors:
+            app.add_exception_handler(kind, handle)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     for unstorable in UNSTORABLE_TEXT:

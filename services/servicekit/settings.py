@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.servicekit.broker import broker_urls
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789"  # noqa: S105 - refused outside development
 
@@ -28,7 +30,10 @@ class ServiceSettings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=20, ge=1)
-    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    rabbitmq_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        description="One node, or several nodes of one cluster separated by commas.",
+    )
     rabbitmq_topology_prefix: str = Field(
         default="", description="Prefix of every exchange and queue name (shared brokers, tests)."
     )
@@ -36,6 +41,12 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
     graceful_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _broker_urls(cls, value: str) -> str:
+        broker_urls(value)  # a malformed list fails at start, not at the first reconnection
+        return value
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> ServiceSettings:

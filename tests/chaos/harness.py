@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import aio_pika
@@ -21,24 +20,10 @@ import asyncpg
 
 from contracts.events import Event, QuestionsGenerated
 from contracts.topology import Topology
-from services.servicekit.broker import declare_topology_at
+from tests.support.broker import declare_topology_at
 from tests.support.env import RABBITMQ_URL
-
-
-def generated(
-    company: UUID, *, draft: str | None = None, questions: int = 10
-) -> QuestionsGenerated:
-    return QuestionsGenerated(
-        event_id=uuid.uuid4(),
-        occurred_at=datetime.now(UTC),
-        company_id=company,
-        draft_job_id=draft or f"draft-{uuid.uuid4().hex[:12]}",
-        prompt_tokens=100,
-        completion_tokens=200,
-        total_tokens=300,
-        question_count=questions,
-        model="offline",
-    )
+from tests.support.events import generated
+from tests.support.processes import ServiceProcess
 
 
 def many_generated(company: UUID, count: int) -> list[QuestionsGenerated]:
@@ -123,6 +108,26 @@ async def queue_counts(name: str) -> tuple[int, int]:
         queue = await channel.declare_queue(name, passive=True)
         result = queue.declaration_result
         return int(result.message_count or 0), int(result.consumer_count or 0)
+
+
+class StartBilling(Protocol):
+    """The `start_billing` fixture: billing on the test's database and topology."""
+
+    def __call__(
+        self,
+        *,
+        database_url: str | None = None,
+        rabbitmq_url: str = RABBITMQ_URL,
+        extra_env: Mapping[str, str] | None = None,
+        wait_ready: bool = True,
+    ) -> AbstractAsyncContextManager[ServiceProcess]: ...
+
+
+async def leftovers(topology: Topology) -> tuple[int, int]:
+    """(dead-lettered, still queued) messages of billing once a test is done."""
+    dlq, _ = await queue_counts(topology.billing_dlq_name)
+    left, _ = await queue_counts(topology.billing_queue_name)
+    return dlq, left
 
 
 @dataclass

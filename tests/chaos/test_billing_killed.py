@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -11,14 +10,15 @@ import pytest
 from contracts.topology import Topology
 from tests.chaos.harness import (
     Figures,
+    StartBilling,
     count_rows,
+    leftovers,
     many_generated,
     publish_all,
     queue_counts,
     settled_ledger,
 )
 from tests.support.databases import ServiceDatabases
-from tests.support.processes import billing_process
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.chaos
@@ -30,13 +30,11 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
     dbs: ServiceDatabases,
     topology: Topology,
     company: UUID,
-    tmp_path: Path,
+    start_billing: StartBilling,
     figures: Figures,
 ) -> None:
     events = many_generated(company, EVENTS)
-    async with billing_process(
-        database_url=dbs.billing, prefix=topology.prefix, log_dir=tmp_path
-    ) as billing:
+    async with start_billing() as billing:
         first_pid = billing.pid
         publishing = asyncio.create_task(publish_all(topology, events))
 
@@ -66,8 +64,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
         assert billing.pid != first_pid
         result = await settled_ledger(dbs.billing, [e.event_id for e in events], timeout=90)
 
-    dlq, _ = await queue_counts(topology.billing_dlq_name)
-    left, _ = await queue_counts(topology.billing_queue_name)
+    dlq, left = await leftovers(topology)
     figures.ledger(result)
     figures.record(dlq=dlq, left_in_queue=left, starts=billing.starts)
     assert result.exact, result

@@ -22,7 +22,7 @@ from tests.chaos.harness import Figures, ledger, queue_counts
 from tests.support.auth import bearer
 from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
-from tests.support.proxy import TcpProxy, tcp_proxy
+from tests.support.proxy import TcpProxy
 from tests.support.stack import Stack, jobs_settings, question_settings, running, start_stack
 from tests.support.waiting import eventually
 
@@ -117,38 +117,38 @@ async def publishers_behind(
 
 
 async def test_requests_succeed_while_broker_is_away_and_events_follow(
-    dbs: ServiceDatabases, prefix: str, company: UUID, figures: Figures
+    dbs: ServiceDatabases, prefix: str, company: UUID, broker_proxy: TcpProxy, figures: Figures
 ) -> None:
-    async with tcp_proxy(RABBITMQ_URL) as proxy:
-        proxy.cut()  # away from the start: the services start all the same
-        async with publishers_behind(proxy, dbs, prefix) as stack:
-            assert (await readiness(stack.questions))["checks"] == {
-                "database": True,
-                "broker": False,
-            }
-            first_events, first_jobs, first_backlog = await outage(stack, proxy, company, 10)
-            proxy.restore()
-            await wait_delivered(stack, first_events, first_jobs)
+    proxy = broker_proxy
+    proxy.cut()  # away from the start: the services start all the same
+    async with publishers_behind(proxy, dbs, prefix) as stack:
+        assert (await readiness(stack.questions))["checks"] == {
+            "database": True,
+            "broker": False,
+        }
+        first_events, first_jobs, first_backlog = await outage(stack, proxy, company, 10)
+        proxy.restore()
+        await wait_delivered(stack, first_events, first_jobs)
 
-            # Away again after the services had connected: the robust connection comes back.
-            proxy.cut()
-            await eventually(
-                lambda: readiness(stack.questions),
-                until=lambda body: body["status"] == "not ready",
-            )
-            second_events, second_jobs, second_backlog = await outage(stack, proxy, company, 10)
-            await asyncio.sleep(2.0)
-            proxy.restore()
-            await wait_delivered(stack, first_events + second_events, first_jobs + second_jobs)
+        # Away again after the services had connected: the robust connection comes back.
+        proxy.cut()
+        await eventually(
+            lambda: readiness(stack.questions),
+            until=lambda body: body["status"] == "not ready",
+        )
+        second_events, second_jobs, second_backlog = await outage(stack, proxy, company, 10)
+        await asyncio.sleep(2.0)
+        proxy.restore()
+        await wait_delivered(stack, first_events + second_events, first_jobs + second_jobs)
 
-            events, jobs = first_events + second_events, first_jobs + second_jobs
-            await asyncio.sleep(1.0)  # a late duplicate would show now
-            usage = await ledger(dbs.billing, events)
-            known = await ledger(dbs.billing, jobs, table="known_jobs", column="job_id")
-            drafts_left = await stack.fetch(dbs.billing, DRAFT_ROWS)
-            outbox_left = await outbox_size(stack, dbs.question_gen) + await outbox_size(
-                stack, dbs.jobs
-            )
+        events, jobs = first_events + second_events, first_jobs + second_jobs
+        await asyncio.sleep(1.0)  # a late duplicate would show now
+        usage = await ledger(dbs.billing, events)
+        known = await ledger(dbs.billing, jobs, table="known_jobs", column="job_id")
+        drafts_left = await stack.fetch(dbs.billing, DRAFT_ROWS)
+        outbox_left = await outbox_size(stack, dbs.question_gen) + await outbox_size(
+            stack, dbs.jobs
+        )
 
     dlq, _ = await queue_counts(stack.topology.billing_dlq_name)
     figures.ledger(usage)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import operator
 import re
+from collections.abc import AsyncIterator
 from functools import partial
-from pathlib import Path
 from uuid import UUID
 
 import asyncpg
@@ -23,16 +23,17 @@ from contracts.topology import Topology
 from tests.chaos.harness import (
     Figures,
     Publisher,
+    StartBilling,
     count_rows,
+    leftovers,
     many_generated,
     publish_all,
     queue_counts,
     settled_ledger,
 )
 from tests.support.databases import ServiceDatabases
-from tests.support.env import ADMIN_DSN
-from tests.support.processes import ServiceProcess, billing_process
-from tests.support.proxy import tcp_proxy
+from tests.support.processes import ServiceProcess
+from tests.support.proxy import TcpProxy
 from tests.support.stack import start_stack
 from tests.support.waiting import eventually
 
@@ -40,6 +41,18 @@ pytestmark = pytest.mark.chaos
 
 EVENTS = 1_500
 CUT_AT = (250, 600, 1_000)  # rows in the ledger when each cut happens
+SMALL_BATCHES = {"BATCH_MAX_SIZE": "100"}  # many commits, so that a cut lands in one
+
+
+@pytest.fixture
+async def billing_behind_proxy(
+    dbs: ServiceDatabases, database_proxy: TcpProxy, start_billing: StartBilling
+) -> AsyncIterator[ServiceProcess]:
+    """Billing reaching its database through the proxy, in small batches."""
+    async with start_billing(
+        database_url=database_proxy.url(dbs.billing), extra_env=SMALL_BATCHES
+    ) as billing:
+        yield billing
 
 
 async def metric(billing: ServiceProcess, name: str) -> float:
@@ -53,42 +66,34 @@ async def test_database_cut_mid_batch(
     dbs: ServiceDatabases,
     topology: Topology,
     company: UUID,
-    tmp_path: Path,
+    database_proxy: TcpProxy,
+    billing_behind_proxy: ServiceProcess,
     figures: Figures,
 ) -> None:
     events = many_generated(company, EVENTS)
-    async with (
-        tcp_proxy(ADMIN_DSN) as proxy,
-        billing_process(
-            database_url=proxy.url(dbs.billing),
-            prefix=topology.prefix,
-            log_dir=tmp_path,
-            extra_env={"BATCH_MAX_SIZE": "100"},
-        ) as billing,
-    ):
-        async with Publisher(topology) as publisher:
-            streaming = asyncio.create_task(publisher.publish(events, window=100))
-            for threshold in CUT_AT:
-                await eventually(
-                    lambda: count_rows(dbs.billing),
-                    until=partial(operator.le, threshold),
-                    timeout=60,
-                    interval=0.005,
-                )
-                proxy.cut()
-                _status, body = await eventually(
-                    billing.readyz, until=lambda result: result[0] == 503, timeout=10
-                )
-                assert body["checks"] == {"database": False, "broker": True, "consumer": True}
-                await asyncio.sleep(1.5)
-                proxy.restore()
-            await streaming
-        result = await settled_ledger(dbs.billing, [e.event_id for e in events], timeout=90)
-        retries = await metric(billing, "billing_transient_retries_total")
-        assert billing.starts == 1
+    proxy, billing = database_proxy, billing_behind_proxy
+    async with Publisher(topology) as publisher:
+        streaming = asyncio.create_task(publisher.publish(events, window=100))
+        for threshold in CUT_AT:
+            await eventually(
+                lambda: count_rows(dbs.billing),
+                until=partial(operator.le, threshold),
+                timeout=60,
+                interval=0.005,
+            )
+            proxy.cut()
+            _status, body = await eventually(
+                billing.readyz, until=lambda result: result[0] == 503, timeout=10
+            )
+            assert body["checks"] == {"database": False, "broker": True, "consumer": True}
+            await asyncio.sleep(1.5)
+            proxy.restore()
+        await streaming
+    result = await settled_ledger(dbs.billing, [e.event_id for e in events], timeout=90)
+    retries = await metric(billing, "billing_transient_retries_total")
+    assert billing.starts == 1
 
-    dlq, _ = await queue_counts(topology.billing_dlq_name)
-    left, _ = await queue_counts(topology.billing_queue_name)
+    dlq, left = await leftovers(topology)
     figures.ledger(result)
     figures.record(cuts=len(CUT_AT), transient_retries=retries, dlq=dlq, left_in_queue=left)
     assert retries >= 1, "no batch was in flight when the database was cut"
@@ -101,34 +106,27 @@ async def test_commit_whose_answer_is_lost(
     dbs: ServiceDatabases,
     topology: Topology,
     company: UUID,
-    tmp_path: Path,
+    database_proxy: TcpProxy,
+    billing_behind_proxy: ServiceProcess,
     figures: Figures,
 ) -> None:
     """PostgreSQL commits a batch, and the connection dies before billing hears so."""
     events = many_generated(company, 600)
-    async with (
-        tcp_proxy(ADMIN_DSN) as proxy,
-        billing_process(
-            database_url=proxy.url(dbs.billing),
-            prefix=topology.prefix,
-            log_dir=tmp_path,
-            extra_env={"BATCH_MAX_SIZE": "100"},
-        ) as billing,
-    ):
-        async with Publisher(topology) as publisher:
-            streaming = asyncio.create_task(publisher.publish(events, window=100))
-            await eventually(
-                lambda: count_rows(dbs.billing), until=lambda rows: rows >= 50, interval=0.005
-            )
-            proxy.cut_after_reply_to(b"COMMIT")
-            await asyncio.wait_for(proxy.fired.wait(), timeout=30)
-            committed_unheard = await count_rows(dbs.billing)
-            await asyncio.sleep(1.0)
-            proxy.restore()
-            await streaming
-        result = await settled_ledger(dbs.billing, [e.event_id for e in events], timeout=60)
-        retries = await metric(billing, "billing_transient_retries_total")
-        duplicates_seen = await metric(billing, "billing_events_duplicate_total")
+    proxy, billing = database_proxy, billing_behind_proxy
+    async with Publisher(topology) as publisher:
+        streaming = asyncio.create_task(publisher.publish(events, window=100))
+        await eventually(
+            lambda: count_rows(dbs.billing), until=lambda rows: rows >= 50, interval=0.005
+        )
+        proxy.cut_after_reply_to(b"COMMIT")
+        await asyncio.wait_for(proxy.fired.wait(), timeout=30)
+        committed_unheard = await count_rows(dbs.billing)
+        await asyncio.sleep(1.0)
+        proxy.restore()
+        await streaming
+    result = await settled_ledger(dbs.billing, [e.event_id for e in events], timeout=60)
+    retries = await metric(billing, "billing_transient_retries_total")
+    duplicates_seen = await metric(billing, "billing_events_duplicate_total")
 
     dlq, _ = await queue_counts(topology.billing_dlq_name)
     figures.ledger(result)

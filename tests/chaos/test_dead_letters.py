@@ -16,12 +16,11 @@ import pytest
 from contracts.events import JobCreated, QuestionsGenerated
 from contracts.topology import DELIVERY_LIMIT, Topology
 from services.billing.config import Settings
-from services.billing.dead_letters import DETAIL, FAILURE_HEADERS, REASON
-from services.billing.replay_dlq import replay
+from services.billing.dlq import replay
+from services.billing.ledger.messages import DETAIL, FAILURE_HEADERS, REASON
 from tests.chaos.harness import (
     Figures,
     declare,
-    generated,
     ledger,
     publish_all,
     queue_counts,
@@ -31,6 +30,7 @@ from tests.support.auth import TEST_SECRET
 from tests.support.broker import drain
 from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
+from tests.support.events import generated
 from tests.support.processes import run_module
 from tests.support.stack import start_stack
 from tests.support.waiting import eventually
@@ -168,7 +168,7 @@ async def test_failed_event_is_billed_after_replay(
         )
 
         await execute(dbs.billing, FIX)
-        code, dry = await run_module("services.billing.replay_dlq", "--dry-run", env=env)
+        code, dry = await run_module("services.billing.dlq", "--dry-run", env=env)
         assert code == 0, dry
         assert "would move 2 of 2" in dry, dry
         assert "reason=failed" in dry, dry
@@ -176,12 +176,12 @@ async def test_failed_event_is_billed_after_replay(
         assert (await queue_counts(topology.billing_dlq_name))[0] == 2
         assert (await ledger(dbs.billing, [e.event_id for e in good])).exact
 
-        code, first = await run_module("services.billing.replay_dlq", "--limit", "1", env=env)
+        code, first = await run_module("services.billing.dlq", "--limit", "1", env=env)
         assert code == 0, first
         assert "moved 1 of 2" in first, first
         await eventually(lambda: ledger(dbs.billing, []), until=lambda led: led.rows == 21)
 
-        code, rest = await run_module("services.billing.replay_dlq", env=env)
+        code, rest = await run_module("services.billing.dlq", env=env)
         assert code == 0, rest
         assert "moved 1 of 1" in rest, rest
         sent = [e.event_id for e in [*good, *doomed]]

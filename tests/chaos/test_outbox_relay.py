@@ -18,10 +18,11 @@ from services.question_gen.main import create_app as create_questions
 from services.servicekit import outbox
 from services.servicekit.db import Connection
 from services.servicekit.outbox import OutboxRelay
-from tests.chaos.harness import Figures, generated, queue_counts, settled_ledger
+from tests.chaos.harness import Figures, queue_counts, settled_ledger
 from tests.support.auth import bearer
 from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
+from tests.support.events import generated
 from tests.support.stack import question_settings, running, start_stack
 from tests.support.waiting import eventually
 

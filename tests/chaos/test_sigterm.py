@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -14,13 +13,13 @@ from contracts.topology import Topology
 from tests.chaos.harness import (
     Figures,
     Publisher,
+    StartBilling,
     count_rows,
     many_generated,
     queue_counts,
     settled_ledger,
 )
 from tests.support.databases import ServiceDatabases
-from tests.support.processes import billing_process
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.chaos
@@ -33,16 +32,12 @@ async def test_sigterm_mid_stream_exits_cleanly_and_restart_finishes(
     dbs: ServiceDatabases,
     topology: Topology,
     company: UUID,
-    tmp_path: Path,
+    start_billing: StartBilling,
     figures: Figures,
 ) -> None:
     events = many_generated(company, EVENTS)
-    async with billing_process(
-        database_url=dbs.billing,
-        prefix=topology.prefix,
-        log_dir=tmp_path,
-        extra_env={"GRACEFUL_TIMEOUT_SECONDS": str(GRACEFUL_TIMEOUT)},
-    ) as billing:
+    graceful = {"GRACEFUL_TIMEOUT_SECONDS": str(GRACEFUL_TIMEOUT)}
+    async with start_billing(extra_env=graceful) as billing:
         async with Publisher(topology) as publisher:
 
             async def stream() -> None:

@@ -24,7 +24,9 @@ async def test_a_second_job_from_the_same_draft_is_409_naming_the_first(
 
     assert first.status_code == 201
     assert second.status_code == 409
+    assert second.headers["content-type"] == "application/problem+json"
     assert second.json()["id"] == first.json()["id"]
+    assert second.json()["detail"] == "a job was already created from this draft"
     # Another company may use the same draft id.
     theirs = await stack.jobs.post("/api/jobs", json=body, headers=bearer(uuid.uuid4()))
     assert theirs.status_code == 201
@@ -54,6 +56,21 @@ async def test_a_retry_with_the_same_idempotency_key_returns_the_same_job(
         until=lambda n: n >= 1,
     )
     assert await count(stack, stack.dbs.billing, "SELECT count(*) FROM known_jobs") == 1
+
+
+async def test_a_retry_of_a_refused_draft_is_refused_again_and_leaves_no_claim(
+    stack: Stack, company: UUID
+) -> None:
+    body = {"title": "Analyst", "draftJobId": "draft-used"}
+    first = await stack.jobs.post("/api/jobs", json=body, headers=bearer(company))
+    headers = {**bearer(company), "Idempotency-Key": "save-again"}
+    refused = [await stack.jobs.post("/api/jobs", json=body, headers=headers) for _ in range(2)]
+
+    assert [response.status_code for response in refused] == [409, 409]
+    assert {response.json()["id"] for response in refused} == {first.json()["id"]}
+    keys = "SELECT count(*) FROM idempotency_keys"
+    assert await count(stack, stack.dbs.jobs, keys) == 0
+    assert await count(stack, stack.dbs.jobs, "SELECT count(*) FROM jobs") == 1
 
 
 async def test_an_idempotency_key_reused_for_another_request_is_422(

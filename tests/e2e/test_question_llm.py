@@ -355,6 +355,48 @@ async def test_malformed_answers_are_502_and_not_billed(
         await assert_billing_holds_only(stack, fake, company, set())
 
 
+# Credentials the provider refuses: our configuration's fault, 503, never retried.
+
+
+async def refusals_counted(stack: Stack) -> dict[str, float]:
+    """`llm_credentials_refused_total` of the configured model, by status, from `/metrics`."""
+    text = (await stack.questions.get("/metrics")).text
+    pattern = rf'^llm_credentials_refused_total{{model="{MODEL}",status="(\d+)"}} (\S+)$'
+    return {status: float(value) for status, value in re.findall(pattern, text, re.M)}
+
+
+def refused(status: int) -> Reply:
+    """401 or 403 as OpenAI sends them."""
+    code = "invalid_api_key" if status == 401 else "model_not_allowed"
+    error = {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": code}
+    return Reply(status=status, body={"error": error})
+
+
+async def test_refused_credentials_are_503_not_retried_and_not_billed(
+    dbs: ServiceDatabases, prefix: str, fake: FakeLlm, company: UUID
+) -> None:
+    async with llm_stack(dbs, prefix, fake.url, llm_max_retries=2) as stack:
+        before = await refusals_counted(stack)
+        for status in (401, 403):
+            fake.enqueue(refused(status))
+            response = await ask(stack, company, key=f"refused-{status}")
+
+            body = assert_problem(response, 503)
+            assert "refused our credentials" in body["detail"], body
+            assert "test-key" not in response.text
+
+        assert fake.request_count == 2  # one request each: a retry cannot fix a key
+        after = await refusals_counted(stack)
+        assert {s: after[s] - before.get(s, 0) for s in after} == {"401": 1, "403": 1}
+        await assert_nothing_recorded(stack)
+        # The key was given back: once the provider accepts us, the retry is answered.
+        retried = await ask(stack, company, key="refused-401")
+        assert retried.status_code == 200, retried.text
+        await assert_billing_holds_only(
+            stack, fake, company, {UUID(retried.json()["generationId"])}
+        )
+
+
 # Idempotency-Key: one LLM call, one event, one answer.
 
 

@@ -11,19 +11,15 @@ import pytest
 
 from services.migrate import MIGRATION_SETS
 from services.servicekit.migrations import migrate
-from tests.support.databases import dsn_of
-from tests.support.env import ADMIN_DSN, RUN_ID
+from tests.support.databases import drop_databases, dsn_of
+from tests.support.env import RUN_ID
 
 
 @pytest.fixture
 async def empty_database_dsn() -> AsyncIterator[str]:
     name = f"{RUN_ID}_empty_{uuid.uuid4().hex[:8]}"
     yield dsn_of(name)  # migrate() creates it
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_databases([name])
 
 
 @pytest.mark.parametrize("service", list(MIGRATION_SETS))

@@ -8,9 +8,9 @@ from uuid import UUID
 
 import pytest
 
-from tests.integration.ledger.conftest import created, generated
 from tests.support.broker import publish_events, queue_depth
 from tests.support.databases import ServiceDatabases
+from tests.support.events import generated, job_created
 from tests.support.stack import Stack, start_stack
 from tests.support.waiting import eventually
 
@@ -31,8 +31,8 @@ async def known_job(stack: Stack, job_id: UUID) -> bool:
 async def test_the_same_generation_delivered_five_times_is_one_row(
     billing: Stack, company: UUID
 ) -> None:
-    event = generated(company, draft_job_id="draft-1")
-    marker = generated(company, draft_job_id="draft-2")  # published after, so seen after
+    event = generated(company, draft="draft-1")
+    marker = generated(company, draft="draft-2")  # published after, so seen after
 
     await publish_events(billing.topology, event, times=5)
     await publish_events(billing.topology, marker)
@@ -47,7 +47,7 @@ async def test_the_same_generation_delivered_five_times_is_one_row(
 
 async def test_job_created_consumed_before_the_generation(billing: Stack, company: UUID) -> None:
     draft = str(uuid.uuid4())
-    job = created(company, draft_job_id=draft)
+    job = job_created(company, draft=draft)
 
     await publish_events(billing.topology, job, times=3)
     await eventually(lambda: known_job(billing, job.job_id))
@@ -61,8 +61,8 @@ async def test_another_companys_job_with_the_same_draft_takes_nothing(
     billing: Stack, company: UUID
 ) -> None:
     draft = str(uuid.uuid4())
-    intruder = created(uuid.uuid4(), draft_job_id=draft)
-    await publish_events(billing.topology, generated(company, draft_job_id=draft))
+    intruder = job_created(uuid.uuid4(), draft=draft)
+    await publish_events(billing.topology, generated(company, draft=draft))
     await eventually(lambda: billing.usage(company))
 
     await publish_events(billing.topology, intruder)
@@ -74,8 +74,8 @@ async def test_another_companys_job_with_the_same_draft_takes_nothing(
 
 async def test_a_burst_of_events_is_billed_exactly_once_each(billing: Stack, company: UUID) -> None:
     drafts = [str(uuid.uuid4()) for _ in range(20)]
-    events = [generated(company, draft_job_id=draft) for draft in drafts for _ in range(10)]
-    jobs = [created(company, draft_job_id=draft) for draft in drafts]
+    events = [generated(company, draft=draft) for draft in drafts for _ in range(10)]
+    jobs = [job_created(company, draft=draft) for draft in drafts]
 
     await publish_events(billing.topology, *events[:100], *jobs[:10], *events[100:], *jobs[10:])
 

@@ -1,7 +1,9 @@
-"""Talking to the real RabbitMQ from tests: publish as a relay would, inspect queues."""
+"""Talking to the real RabbitMQ from tests: publish as a relay would, inspect queues,
+declare and delete a topology without a running service."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aio_pika
@@ -9,7 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts.events import Event
 from contracts.topology import Topology
-from services.servicekit import broker
+from services.servicekit.broker import broker_urls, declare_topology, make_broker
 from tests.support.env import RABBITMQ_URL
 
 
@@ -81,5 +83,33 @@ async def drain(name: str) -> list[AbstractIncomingMessage]:
     return taken
 
 
+async def declare_topology_at(url: str, topology: Topology) -> None:
+    """Declare a topology as the services do (tests, benchmarks, a new environment)."""
+    broker = make_broker(url, app_id="topology")
+    await broker.connect()
+    try:
+        await declare_topology(broker, topology)
+    finally:
+        await broker.stop()
+
+
+async def delete_topology_at(url: str, topology: Topology) -> None:
+    """Remove a topology's queues and exchanges (tests, benchmarks); one node of a cluster."""
+    connection = await aio_pika.connect(broker_urls(url)[0])
+    async with connection:
+        for queue in (
+            topology.billing_queue_name,
+            topology.billing_dlq_name,
+            topology.question_billing_queue_name,
+        ):
+            channel = await connection.channel()  # a failed delete closes its channel
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                await channel.queue_delete(queue)
+        for exchange in (topology.exchange_name, topology.billing_dlx_name):
+            channel = await connection.channel()
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                await channel.exchange_delete(exchange)
+
+
 async def delete_topology(topology: Topology) -> None:
-    await broker.delete_topology(RABBITMQ_URL, topology)
+    await delete_topology_at(RABBITMQ_URL, topology)

@@ -1,15 +1,19 @@
-"""A database per service per test, cloned from templates migrated once per run."""
+"""A database per service per test, cloned from templates migrated once per run.
+
+Also what benchmarks use: a freshly migrated database, and dropping what a run made.
+"""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
 
 from services.migrate import MIGRATION_SETS
-from services.servicekit import migrations
-from services.servicekit.migrations import migrate, with_database
+from services.servicekit.migrations import migrate, quote_identifier, with_database
 from tests.support.env import ADMIN_DSN, RUN_ID
 
 SERVICES = tuple(MIGRATION_SETS)
@@ -51,10 +55,35 @@ async def clone_databases() -> tuple[ServiceDatabases, list[str]]:
     return ServiceDatabases(**{s: dsn_of(n) for s, n in names.items()}), list(names.values())
 
 
-async def drop_databases(names: list[str]) -> None:
-    await migrations.drop_databases(ADMIN_DSN, named=names)
+async def drop_databases(
+    named: Sequence[str] = (), *, prefix: str = "", admin_dsn: str = ADMIN_DSN
+) -> None:
+    """Drop databases by name, and every one whose name starts with `prefix`."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        names = list(named)
+        if prefix:
+            like = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+            rows = await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", like)
+            names += [row["datname"] for row in rows]
+        for name in names:
+            await admin.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)")
+    finally:
+        await admin.close()
 
 
 async def drop_run_databases() -> None:
     """Everything this run made, templates included (also what a failed test left)."""
-    await migrations.drop_databases(ADMIN_DSN, prefix=f"{RUN_ID}_")
+    await drop_databases(prefix=f"{RUN_ID}_")
+
+
+@asynccontextmanager
+async def migrated_database(
+    service: str, name: str, *, admin_dsn: str = ADMIN_DSN
+) -> AsyncIterator[str]:
+    """A new database `name` with `service`'s migrations applied; dropped after."""
+    try:
+        await migrate(with_database(admin_dsn, name), MIGRATION_SETS[service])
+        yield with_database(admin_dsn, name)
+    finally:
+        await drop_databases([name], admin_dsn=admin_dsn)

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,6 +30,38 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def readyz(base_url: str) -> tuple[int, dict[str, object]]:
+    """Status and body of `/readyz`; (0, {}) while nothing listens."""
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(f"{base_url}/readyz")
+    except httpx.TransportError:
+        return 0, {}
+    body: dict[str, object] = response.json()
+    return response.status_code, body
+
+
+async def wait_until_ready(
+    base_url: str,
+    name: str,
+    *,
+    exited: Callable[[], bool],
+    tail: Callable[[], str],
+    timeout: float,
+) -> None:
+    """Poll `/readyz` until 200; fail at once if the process exits, or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if exited():
+            raise RuntimeError(f"{name} exited at start:\n{tail()}")
+        status, _ = await readyz(base_url)
+        if status == 200:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{name} not ready within {timeout}s:\n{tail()}")
+        await asyncio.sleep(0.1)
 
 
 class ServiceProcess:
@@ -74,26 +106,16 @@ class ServiceProcess:
             )
 
     async def readyz(self) -> tuple[int, dict[str, object]]:
-        """Status and body of `/readyz`; (0, {}) while nothing listens."""
-        try:
-            async with httpx.AsyncClient(timeout=5) as client:
-                response = await client.get(f"{self.base_url}/readyz")
-        except httpx.TransportError:
-            return 0, {}
-        body: dict[str, object] = response.json()
-        return response.status_code, body
+        return await readyz(self.base_url)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.returncode is not None:
-                raise AssertionError(f"{self.module} exited with {self.returncode}:\n{self.tail()}")
-            status, _ = await self.readyz()
-            if status == 200:
-                return
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"{self.module} not ready in {timeout}s:\n{self.tail()}")
-            await asyncio.sleep(0.1)
+        await wait_until_ready(
+            self.base_url,
+            self.module,
+            exited=lambda: self.returncode is not None,
+            tail=self.tail,
+            timeout=timeout,
+        )
 
     def send(self, sig: signal.Signals) -> None:
         assert self._process is not None
@@ -126,7 +148,19 @@ class ServiceProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def billing_env(
+# A test's billing shares the machine with many others.
+SMALL_POOL = {"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "5"}
+
+# Each service's database and port variables.
+SERVICE_VARIABLES = {
+    "billing": ("BILLING_DATABASE_URL", "BILLING_PORT"),
+    "jobs": ("JOBS_DATABASE_URL", "JOBS_PORT"),
+    "question_gen": ("QUESTION_GEN_DATABASE_URL", "QUESTION_GEN_PORT"),
+}
+
+
+def service_env(
+    service: str,
     *,
     database_url: str,
     prefix: str,
@@ -134,16 +168,16 @@ def billing_env(
     rabbitmq_url: str = RABBITMQ_URL,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
+    """What `python -m services.<service>` needs to run apart from everything else."""
+    database_variable, port_variable = SERVICE_VARIABLES[service]
     return {
         "ENVIRONMENT": "test",
-        "BILLING_DATABASE_URL": database_url,
-        "BILLING_PORT": str(port),
+        database_variable: database_url,
+        port_variable: str(port),
         "RABBITMQ_URL": rabbitmq_url,
         "RABBITMQ_TOPOLOGY_PREFIX": prefix,
         "AUTH_JWT_SECRET": TEST_SECRET,
         "LOG_FORMAT": "json",
-        "DB_POOL_MIN_SIZE": "1",
-        "DB_POOL_MAX_SIZE": "5",
         **(extra or {}),
     }
 
@@ -160,12 +194,13 @@ async def billing_process(
 ) -> AsyncIterator[ServiceProcess]:
     """`python -m services.billing`, started (and ready); stopped at the end whatever happened."""
     port = free_port()
-    env = billing_env(
+    env = service_env(
+        "billing",
         database_url=database_url,
         prefix=prefix,
         port=port,
         rabbitmq_url=rabbitmq_url,
-        extra=extra_env,
+        extra={**SMALL_POOL, **(extra_env or {})},
     )
     process = ServiceProcess("services.billing", env, port=port, log=log_dir / "billing.log")
     await process.start()

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -137,8 +137,14 @@ class TcpProxy:
         self._pairs.add(pair)
         awaiting_reply = asyncio.Event()  # the marker went upstream on this connection
         pumps = [
-            asyncio.create_task(self._forward(reader, up_writer, awaiting_reply)),
-            asyncio.create_task(self._answer(up_reader, writer, awaiting_reply)),
+            asyncio.create_task(
+                self._pump(
+                    reader, up_writer, lambda data: self._request_passes(data, awaiting_reply)
+                )
+            ),
+            asyncio.create_task(
+                self._pump(up_reader, writer, lambda _: self._reply_passes(awaiting_reply))
+            ),
         ]
         for task in pumps:
             self._tasks.add(task)
@@ -151,38 +157,36 @@ class TcpProxy:
         for side in pair:
             side.close()
 
-    async def _forward(
+    async def _pump(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        awaiting_reply: asyncio.Event,
+        passes: Callable[[bytes], bool],
     ) -> None:
-        """Client to server; notes when the armed marker passes."""
+        """Copy one direction while the proxy flows; `passes` sees each chunk first and
+        stops the copy by answering False."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(_CHUNK):
-                if self._marker is not None and self._marker in data:
-                    self._marker = None
-                    awaiting_reply.set()
-                await self._flowing.wait()
-                writer.write(data)
-                await writer.drain()
-
-    async def _answer(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        awaiting_reply: asyncio.Event,
-    ) -> None:
-        """Server to client; drops the answer to the marked request and cuts instead."""
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(_CHUNK):
-                if awaiting_reply.is_set():
-                    self.cut()
-                    self.fired.set()
+                if not passes(data):
                     return
                 await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
+
+    def _request_passes(self, data: bytes, awaiting_reply: asyncio.Event) -> bool:
+        """Client to server; notes when the armed marker passes."""
+        if self._marker is not None and self._marker in data:
+            self._marker = None
+            awaiting_reply.set()
+        return True
+
+    def _reply_passes(self, awaiting_reply: asyncio.Event) -> bool:
+        """Server to client; drops the answer to the marked request and cuts instead."""
+        if awaiting_reply.is_set():
+            self.cut()
+            self.fired.set()
+            return False
+        return True
 
 
 @asynccontextmanager

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from uuid import UUID
 
 import pytest
 
@@ -27,40 +24,6 @@ async def billing(dbs: ServiceDatabases, prefix: str) -> AsyncIterator[Stack]:
         billing_overrides={"abandoned_draft_after_hours": ABANDONED_AFTER_HOURS},
     ) as running:
         yield running
-
-
-def generated(
-    company: UUID,
-    *,
-    at: datetime | None = None,
-    job_id: UUID | None = None,
-    draft: str | None = None,
-    questions: int = 10,
-    prompt_tokens: int = 100,
-    completion_tokens: int = 200,
-) -> QuestionsGenerated:
-    return QuestionsGenerated(
-        event_id=uuid.uuid4(),
-        occurred_at=at or datetime.now(UTC),
-        company_id=company,
-        job_id=job_id,
-        draft_job_id=draft,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
-        question_count=questions,
-        model="gpt-4o",
-    )
-
-
-def job_created(company: UUID, *, draft: str | None = None) -> JobCreated:
-    return JobCreated(
-        event_id=uuid.uuid4(),
-        occurred_at=datetime.now(UTC),
-        company_id=company,
-        job_id=uuid.uuid4(),
-        draft_job_id=draft,
-    )
 
 
 async def record(stack: Stack, *events: Event) -> None:

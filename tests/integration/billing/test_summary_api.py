@@ -9,13 +9,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from tests.integration.billing.conftest import (
-    ABANDONED_AFTER_HOURS,
-    generated,
-    job_created,
-    record,
-)
+from tests.integration.billing.conftest import ABANDONED_AFTER_HOURS, record
 from tests.support.auth import bearer
+from tests.support.events import generated, job_created
 from tests.support.stack import Stack
 
 TOTAL_FIELDS = ("questionCount", "promptTokens", "completionTokens", "totalTokens")

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from tests.integration.billing.conftest import generated, job_created, record
+from tests.integration.billing.conftest import record
 from tests.support.auth import bearer
+from tests.support.events import generated, job_created
 from tests.support.stack import Stack
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

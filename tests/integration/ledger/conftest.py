@@ -1,53 +1,36 @@
-"""Billing's ledger driven directly through its handler, on a real database."""
+"""Billing's ledger driven directly through `record_events`, on a real database."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator
 from uuid import UUID
 
 import asyncpg
 import pytest
 
 from contracts.events import Event, JobCreated, QuestionsGenerated
-from services.billing.handlers import BatchOutcome, record_events
-from services.billing.pricing import Pricing
+from services.billing.ledger.record import Recorded, record_events
+from services.billing.ledger.rules import Entry, Pricing
 from tests.support.databases import ServiceDatabases
 
-
-def generated(company: UUID, **fields: Any) -> QuestionsGenerated:
-    values: dict[str, Any] = {
-        "event_id": uuid.uuid4(),
-        "occurred_at": datetime.now(UTC),
-        "company_id": company,
-        "prompt_tokens": 100,
-        "completion_tokens": 200,
-        "total_tokens": 300,
-        "question_count": 10,
-        "model": "gpt-4o",
-    }
-    return QuestionsGenerated(**{**values, **fields})
+PRICING = Pricing()
 
 
-def created(company: UUID, job_id: UUID | None = None, **fields: Any) -> JobCreated:
-    values: dict[str, Any] = {
-        "event_id": uuid.uuid4(),
-        "occurred_at": datetime.now(UTC),
-        "company_id": company,
-        "job_id": job_id or uuid.uuid4(),
-    }
-    return JobCreated(**{**values, **fields})
+def entry(event: Event) -> Entry:
+    if isinstance(event, QuestionsGenerated):
+        return PRICING.charge(event)
+    assert isinstance(event, JobCreated)
+    return event
 
 
 class Ledger:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def record(self, *events: Event) -> BatchOutcome:
+    async def record(self, *events: Event) -> dict[UUID, Recorded]:
+        """One transaction, as a batch of the consumer: each generation priced on the way in."""
         async with self.pool.acquire() as conn, conn.transaction():
-            return await record_events(conn, list(events), Pricing())
+            return await record_events(conn, [entry(event) for event in events])
 
     async def rows(self, company: UUID) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:
@@ -64,13 +47,3 @@ async def ledger(dbs: ServiceDatabases) -> AsyncIterator[Ledger]:
         yield Ledger(pool)
     finally:
         await pool.close()
-
-
-@pytest.fixture
-def make_generated() -> Callable[..., QuestionsGenerated]:
-    return generated
-
-
-@pytest.fixture
-def make_created() -> Callable[..., JobCreated]:
-    return created

@@ -6,7 +6,8 @@ import asyncio
 import uuid
 from uuid import UUID
 
-from tests.integration.ledger.conftest import Ledger, created, generated
+from tests.integration.ledger.conftest import Ledger
+from tests.support.events import generated, job_created
 
 ROUNDS = 150
 
@@ -17,8 +18,8 @@ async def test_concurrent_writers_never_leave_a_row_behind_as_a_draft(
     for _ in range(ROUNDS):
         draft = str(uuid.uuid4())
         await asyncio.gather(
-            ledger.record(generated(company, draft_job_id=draft)),
-            ledger.record(created(company, draft_job_id=draft)),
+            ledger.record(generated(company, draft=draft)),
+            ledger.record(job_created(company, draft=draft)),
             ledger.record(generated(company, job_id=UUID(draft))),
         )
 

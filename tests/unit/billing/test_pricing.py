@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.billing.pricing import PriceOutOfRange, Pricing, format_money
+from services.billing.ledger.rules import PriceOutOfRange, Pricing, format_money
 
 
 def test_ten_questions_at_the_defaults_cost_ten_cents() -> None:

@@ -1,0 +1,70 @@
+"""Step 7 of recording a batch: what it added to each (company, period), and what follows.
+
+In the batch's own transaction: the period's spent grows; every threshold the
+new total has reached enqueues its webhook delivery (once per company, period
+and threshold, ever); and one `SpendRecorded` per (company, period) goes to
+billing's outbox for the question service.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from contracts.events import SpendRecorded
+from services.billing.budgets import store
+from services.billing.budgets.rules import thresholds_reached
+from services.billing.budgets.store import PeriodSpend
+from services.billing.webhooks import store as webhooks
+from services.billing.webhooks.rules import DeliveryPolicy, threshold_body, threshold_event_id
+from services.servicekit.db import Connection
+
+GIVE_UP_AFTER = DeliveryPolicy().give_up_after
+
+
+def deliveries_for(spend: PeriodSpend, now: datetime) -> list[webhooks.NewDelivery]:
+    if not spend.has_webhook or spend.monthly_limit is None:
+        return []
+    return [
+        webhooks.NewDelivery(
+            event_id=threshold_event_id(spend.company_id, spend.period, threshold),
+            company_id=spend.company_id,
+            period=spend.period,
+            threshold=threshold,
+            body=threshold_body(
+                spend.company_id, spend.period, threshold, spend.spent, spend.monthly_limit, now
+            ),
+            created_at=now,
+            give_up_at=now + GIVE_UP_AFTER,
+        )
+        for threshold in thresholds_reached(spend.spent, spend.monthly_limit, spend.thresholds)
+    ]
+
+
+def spend_recorded(spend: PeriodSpend, now: datetime) -> SpendRecorded:
+    return SpendRecorded(
+        event_id=uuid.uuid4(),
+        occurred_at=now,
+        company_id=spend.company_id,
+        period=spend.period,
+        spent=spend.spent,
+    )
+
+
+async def record_spend(
+    conn: Connection, billed: Iterable[tuple[UUID, str, Decimal]], now: datetime
+) -> list[PeriodSpend]:
+    """`billed`: (company, period, cost) of each usage row this batch inserted."""
+    totals: dict[tuple[UUID, str], Decimal] = defaultdict(Decimal)
+    for company_id, period, cost in billed:
+        totals[(company_id, period)] += cost
+    if not totals:
+        return []
+    spends = await store.add_spend(conn, [(c, p, amount) for (c, p), amount in totals.items()])
+    await webhooks.enqueue(conn, [d for spend in spends for d in deliveries_for(spend, now)])
+    await store.enqueue_events(conn, [spend_recorded(spend, now) for spend in spends])
+    return spends

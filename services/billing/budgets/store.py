@@ -1,0 +1,158 @@
+"""Budgets' SQL. Functions take a connection and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+import asyncpg
+
+from contracts.events import Event
+from services.servicekit.db import Connection
+
+GET_BUDGET = """
+SELECT monthly_limit, thresholds, webhook_url, revision FROM budgets WHERE company_id = $1
+"""
+
+# Replace the budget. A webhook secret is made when a URL is set and there is none;
+# removing the URL removes the secret. `secret_is_new` tells the one answer to show it in.
+PUT_BUDGET = """
+INSERT INTO budgets (company_id, monthly_limit, thresholds, webhook_url, webhook_secret)
+VALUES ($1, $2, $3, $4, CASE WHEN $4::text IS NULL THEN NULL ELSE $5 END)
+ON CONFLICT (company_id) DO UPDATE SET
+    monthly_limit = EXCLUDED.monthly_limit,
+    thresholds = EXCLUDED.thresholds,
+    webhook_url = EXCLUDED.webhook_url,
+    webhook_secret = CASE
+        WHEN EXCLUDED.webhook_url IS NULL THEN NULL
+        ELSE COALESCE(budgets.webhook_secret, EXCLUDED.webhook_secret)
+    END,
+    revision = budgets.revision + 1,
+    updated_at = clock_timestamp()
+RETURNING monthly_limit, thresholds, webhook_url, revision, webhook_secret,
+    webhook_secret IS NOT DISTINCT FROM $5 AND webhook_url IS NOT NULL AS secret_is_new
+"""
+
+SPENT = "SELECT spent FROM period_spend WHERE company_id = $1 AND period = $2"
+
+# Add a batch's cost per (company, period); the row lock orders concurrent batches, so
+# each sees the total including every batch committed before it. Sorted: no deadlock.
+ADD_SPEND = """
+WITH added AS (
+    INSERT INTO period_spend AS s (company_id, period, spent)
+    SELECT company_id, period, amount
+    FROM unnest($1::uuid[], $2::text[], $3::numeric[]) AS a(company_id, period, amount)
+    ORDER BY company_id, period
+    ON CONFLICT (company_id, period) DO UPDATE SET spent = s.spent + EXCLUDED.spent
+    RETURNING company_id, period, spent
+)
+SELECT a.company_id, a.period, a.spent, b.monthly_limit, b.thresholds,
+       b.webhook_url IS NOT NULL AS has_webhook
+FROM added a
+LEFT JOIN budgets b ON b.company_id = a.company_id
+"""
+
+
+# A batch's SpendRecorded events into billing's outbox (the kit's table) in one statement;
+# the payload travels as JSON text, so any connection can write it. NOTIFY wakes the relay.
+ENQUEUE_EVENTS = """
+WITH added AS (
+    INSERT INTO outbox (event_id, routing_key, payload)
+    SELECT event_id, routing_key, payload::jsonb
+    FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(event_id, routing_key, payload)
+    RETURNING id
+)
+SELECT pg_notify('outbox', '') WHERE EXISTS (SELECT FROM added)
+"""
+
+
+@dataclass(frozen=True)
+class Budget:
+    monthly_limit: Decimal | None
+    thresholds: list[int]
+    webhook_url: str | None
+    revision: int
+
+
+@dataclass(frozen=True)
+class BudgetSet:
+    budget: Budget
+    new_secret: str | None  # the secret, when this change made it
+
+
+@dataclass(frozen=True)
+class PeriodSpend:
+    company_id: UUID
+    period: str
+    spent: Decimal
+    monthly_limit: Decimal | None
+    thresholds: list[int]
+    has_webhook: bool
+
+
+def _budget(row: asyncpg.Record) -> Budget:
+    return Budget(
+        row["monthly_limit"], list(row["thresholds"]), row["webhook_url"], row["revision"]
+    )
+
+
+async def get_budget(conn: Connection, company_id: UUID) -> Budget | None:
+    row = await conn.fetchrow(GET_BUDGET, company_id)
+    return _budget(row) if row is not None else None
+
+
+async def put_budget(
+    conn: Connection,
+    company_id: UUID,
+    monthly_limit: Decimal | None,
+    thresholds: list[int],
+    webhook_url: str | None,
+    candidate_secret: str,
+) -> BudgetSet:
+    row = await conn.fetchrow(
+        PUT_BUDGET, company_id, monthly_limit, thresholds, webhook_url, candidate_secret
+    )
+    assert row is not None
+    return BudgetSet(_budget(row), row["webhook_secret"] if row["secret_is_new"] else None)
+
+
+async def spent(conn: Connection, company_id: UUID, period: str) -> Decimal:
+    value = await conn.fetchval(SPENT, company_id, period)
+    return value if value is not None else Decimal("0.0000")
+
+
+async def add_spend(
+    conn: Connection, amounts: Sequence[tuple[UUID, str, Decimal]]
+) -> list[PeriodSpend]:
+    if not amounts:
+        return []
+    rows = await conn.fetch(
+        ADD_SPEND,
+        [company for company, _, _ in amounts],
+        [period for _, period, _ in amounts],
+        [amount for _, _, amount in amounts],
+    )
+    return [
+        PeriodSpend(
+            row["company_id"],
+            row["period"],
+            row["spent"],
+            row["monthly_limit"],
+            list(row["thresholds"] or []),
+            bool(row["has_webhook"]),
+        )
+        for row in rows
+    ]
+
+
+async def enqueue_events(conn: Connection, events: Sequence[Event]) -> None:
+    if not events:
+        return
+    await conn.execute(
+        ENQUEUE_EVENTS,
+        [event.event_id for event in events],
+        [event.routing_key for event in events],
+        [event.to_json().decode() for event in events],
+    )

@@ -1,0 +1,727 @@
+// The billing console. Everything it shows comes from the billing read API, fetched with the
+// bearer token the page was opened with; every value is written as text (textContent,
+// setAttribute), never as markup. The token is kept in sessionStorage and sent only in the
+// Authorization header: it never appears in a URL the page requests.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "billing.console.token";
+  const PAGE_SIZE = 20;
+  const CHART_DAYS = 90;
+  const MONTHS_TO_PICK = 24;
+  const DAY_MS = 86400000;
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const MONTH_NAMES = [
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+  ];
+  const SVG = "http://www.w3.org/2000/svg";
+
+  const session = { token: null };
+  const byId = (id) => document.getElementById(id);
+
+  class SignedOut extends Error {}
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail);
+      this.status = status;
+    }
+  }
+
+  // ---- the token ---------------------------------------------------------------------------
+
+  /** The token from the fragment (then removed from the address bar), or the one kept. */
+  function takeToken() {
+    const fragment = new URLSearchParams(window.location.hash.slice(1));
+    if (fragment.has("token")) {
+      const token = fragment.get("token");
+      if (token) {
+        sessionStorage.setItem(TOKEN_KEY, token);
+      }
+      history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  /** The token's claims, read only to show the company and to notice expiry early. */
+  function claimsOf(token) {
+    const parts = token.split(".");
+    if (parts.length !== 3) {
+      return null;
+    }
+    try {
+      const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4)));
+      return claims !== null && typeof claims === "object" ? claims : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Forget the token, drop every figure already shown, and say why. */
+  function signOut(title, text) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    session.token = null;
+    const board = byId("console");
+    if (board) {
+      board.hidden = true;
+      board.replaceChildren();
+    }
+    byId("company").textContent = "";
+    showNotice(title, text);
+  }
+
+  function showNotice(title, text) {
+    byId("loading").hidden = true;
+    byId("notice-title").textContent = title;
+    byId("notice-text").textContent = text;
+    byId("notice").hidden = false;
+  }
+
+  const expired = () =>
+    signOut(
+      "Your link has expired",
+      "For your company's safety a billing link works for a limited time. " +
+        "Ask for a new link and open it again.",
+    );
+
+  // ---- the API -----------------------------------------------------------------------------
+
+  async function api(path, params = {}, accept = "application/json") {
+    if (!session.token) {
+      throw new SignedOut();
+    }
+    const url = new URL(path, window.location.origin);
+    for (const [name, value] of Object.entries(params)) {
+      if (value !== null && value !== undefined) {
+        url.searchParams.set(name, String(value));
+      }
+    }
+    const response = await fetch(url, {
+      headers: { Authorization: `Bearer ${session.token}`, Accept: accept },
+      cache: "no-store",
+      credentials: "omit",
+    });
+    if (!session.token) {
+      throw new SignedOut();
+    }
+    if (response.status === 401) {
+      const detail = await detailOf(response);
+      signOut(
+        "Your session has ended",
+        `The billing service did not accept this link (${detail}). Ask for a new link and open it again.`,
+      );
+      throw new SignedOut(detail);
+    }
+    if (!response.ok) {
+      throw new ApiError(response.status, await detailOf(response));
+    }
+    return response;
+  }
+
+  async function getJson(path, params) {
+    return (await api(path, params)).json();
+  }
+
+  async function detailOf(response) {
+    try {
+      const body = await response.json();
+      if (body && typeof body.detail === "string") {
+        return body.detail;
+      }
+    } catch {
+      // not JSON: the status says enough
+    }
+    return `HTTP ${response.status}`;
+  }
+
+  /** What to say where a part could not be loaded (its API answered with an error). */
+  function reason(error) {
+    if (error instanceof ApiError && error.status === 404) {
+      return "not available on this billing service";
+    }
+    return error instanceof Error ? error.message : String(error);
+  }
+
+  // ---- money, exactly as written by the API (4-place decimal strings) -----------------------
+
+  const MONEY = /^(-?)(\d+)\.(\d{4})$/;
+
+  function units(money) {
+    const parts = MONEY.exec(String(money));
+    if (!parts) {
+      return 0n;
+    }
+    const value = BigInt(parts[2]) * 10000n + BigInt(parts[3]);
+    return parts[1] ? -value : value;
+  }
+
+  function money(value) {
+    const negative = value < 0n;
+    const size = negative ? -value : value;
+    const fraction = (size % 10000n).toString().padStart(4, "0");
+    return `${negative ? "-" : ""}${size / 10000n}.${fraction}`;
+  }
+
+  // ---- dates (UTC, as billing counts them) ---------------------------------------------------
+
+  const dayOf = (date) => new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate()));
+  const isoDay = (date) => date.toISOString().slice(0, 10);
+  const rfc3339 = (date) => date.toISOString().replace(/\.\d{3}Z$/, "Z");
+  const periodOf = (date) => date.toISOString().slice(0, 7);
+
+  function monthName(period) {
+    const [year, month] = period.split("-");
+    return `${MONTH_NAMES[Number(month) - 1]} ${year}`;
+  }
+
+  function when(value) {
+    if (!value) {
+      return "—";
+    }
+    const date = new Date(value);
+    return Number.isNaN(date.getTime())
+      ? String(value)
+      : `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  }
+
+  // ---- building blocks -----------------------------------------------------------------------
+
+  function cell(value, className) {
+    const td = document.createElement("td");
+    td.textContent = value === null || value === undefined ? "—" : String(value);
+    if (className) {
+      td.className = className;
+    }
+    return td;
+  }
+
+  function row(cells, testId) {
+    const tr = document.createElement("tr");
+    tr.append(...cells);
+    if (testId) {
+      tr.setAttribute("data-testid", testId);
+    }
+    return tr;
+  }
+
+  function fill(table, rows, emptyText) {
+    const body = table.tBodies[0];
+    if (rows.length) {
+      body.replaceChildren(...rows);
+      return;
+    }
+    const td = cell(emptyText, "none");
+    td.colSpan = table.tHead.rows[0].cells.length;
+    body.replaceChildren(row([td]));
+  }
+
+  function markUnavailable(element, what, error) {
+    element.textContent = "Unavailable";
+    element.classList.add("unavailable");
+    element.title = `${what}: ${reason(error)}`;
+  }
+
+  function button(text) {
+    const element = document.createElement("button");
+    element.type = "button";
+    element.textContent = text;
+    return element;
+  }
+
+  /**
+   * Previous / Next over a keyset-paged list. `fetchPage(cursor)` gets a page, `render(page)`
+   * shows it and returns its next cursor. The cursors seen are kept to walk back.
+   */
+  function paged(nav, fetchPage, render) {
+    const cursors = [null];
+    let index = 0;
+    let following = null;
+    const previousButton = button("Previous");
+    const nextButton = button("Next");
+    const where = document.createElement("span");
+    nav.replaceChildren(previousButton, where, nextButton);
+
+    function shown(page, at) {
+      index = at;
+      cursors.length = at + 1;
+      following = render(page);
+      previousButton.disabled = at === 0;
+      nextButton.disabled = !following;
+      where.textContent = `Page ${at + 1}`;
+      nav.hidden = at === 0 && !following;
+    }
+
+    async function go(at, cursor) {
+      previousButton.disabled = true;
+      nextButton.disabled = true;
+      try {
+        const page = await fetchPage(cursor);
+        cursors[at] = cursor;
+        shown(page, at);
+      } catch (error) {
+        if (error instanceof SignedOut) {
+          return;
+        }
+        where.textContent = `This page could not be loaded: ${reason(error)}`;
+        previousButton.disabled = index === 0;
+        nextButton.disabled = !following;
+      }
+    }
+
+    previousButton.addEventListener("click", () => go(index - 1, cursors[index - 1]));
+    nextButton.addEventListener("click", () => go(index + 1, following));
+    return { first: (page) => shown(page, 0) };
+  }
+
+  function svg(name, attributes = {}, text) {
+    const element = document.createElementNS(SVG, name);
+    for (const [key, value] of Object.entries(attributes)) {
+      element.setAttribute(key, String(value));
+    }
+    if (text !== undefined) {
+      element.textContent = text;
+    }
+    return element;
+  }
+
+  // ---- the parts of the page -----------------------------------------------------------------
+
+  function chartRange(now) {
+    const today = dayOf(now);
+    return {
+      from: new Date(today.getTime() - (CHART_DAYS - 1) * DAY_MS),
+      to: new Date(today.getTime() + DAY_MS),
+    };
+  }
+
+  function monthRange(now) {
+    const from = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+    const to = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
+    return { from, to };
+  }
+
+  function renderJobs(summary) {
+    const jobs = Array.isArray(summary.jobs) ? summary.jobs : [];
+    fill(
+      byId("jobs-table"),
+      jobs.map((job) =>
+        row(
+          [
+            cell(job.jobId, "id"),
+            cell(job.generations, "num secondary"),
+            cell(job.questionCount, "num"),
+            cell(job.cost, "num money"),
+            cell(when(job.lastUsedAt), "secondary"),
+          ],
+          "job-row",
+        ),
+      ),
+      "No job has been billed yet.",
+    );
+    return summary.nextCursor ?? null;
+  }
+
+  function draftsRenderer(tableId, emptyText, dateField) {
+    return (page) => {
+      const drafts = Array.isArray(page.drafts) ? page.drafts : [];
+      fill(
+        byId(tableId),
+        drafts.map((draft) =>
+          row(
+            [
+              cell(draft.draftJobId, "id"),
+              cell(draft.questionCount, "num"),
+              cell(draft.cost, "num money"),
+              cell(when(draft[dateField]), "secondary"),
+            ],
+            "draft-row",
+          ),
+        ),
+        emptyText,
+      );
+      return page.nextCursor ?? null;
+    };
+  }
+
+  function renderSummaryFigures(summary) {
+    const drafts = summary.drafts ?? {};
+    byId("drafts-waiting").textContent = String(drafts.count ?? 0);
+    byId("drafts-note").textContent = drafts.count
+      ? `holding ${drafts.cost} of usage until their jobs are saved`
+      : "none is waiting for its job";
+    const totals = summary.totals ?? {};
+    const nothing =
+      !totals.generations && (summary.jobs ?? []).length === 0 && !drafts.count;
+    byId("empty").hidden = !nothing;
+  }
+
+  function renderBudget(budget) {
+    const remaining = byId("budget-remaining");
+    const note = byId("budget-note");
+    if (budget.monthlyLimit === null || budget.monthlyLimit === undefined) {
+      remaining.textContent = "No budget set";
+      remaining.classList.remove("money");
+      note.textContent = "There is no monthly limit for this company.";
+      return;
+    }
+    remaining.textContent = String(budget.remaining);
+    const over = units(budget.remaining) < 0n;
+    remaining.classList.toggle("over", over);
+    note.textContent = over
+      ? `over the monthly limit of ${budget.monthlyLimit}`
+      : `of a monthly limit of ${budget.monthlyLimit}`;
+  }
+
+  /** The daily chart, drawn at the width it is shown (again when that changes). */
+  const chart = { range: null, daily: null, width: 0 };
+
+  function drawChart() {
+    const element = byId("daily-chart");
+    const width = element ? Math.round(element.clientWidth) : 0;
+    if (!chart.daily || width === 0 || width === chart.width) {
+      return;
+    }
+    chart.width = width;
+    renderChart(element, Math.max(width, 280), chart.range, chart.daily);
+  }
+
+  function renderChart(element, width, range, daily) {
+    const byDate = new Map((daily.days ?? []).map((day) => [day.date, day]));
+    const days = [];
+    for (let i = 0; i < CHART_DAYS; i += 1) {
+      const date = isoDay(new Date(range.from.getTime() + i * DAY_MS));
+      days.push(byDate.get(date) ?? { date, generations: 0, questionCount: 0, cost: "0.0000" });
+    }
+    let highest = 0n;
+    let highestText = "0.0000";
+    let total = 0n;
+    let generations = 0;
+    for (const day of days) {
+      const cost = units(day.cost);
+      total += cost;
+      generations += Number(day.generations) || 0;
+      if (cost > highest) {
+        highest = cost;
+        highestText = String(day.cost);
+      }
+    }
+
+    const height = 240;
+    const left = 16 + 7 * Math.max(highestText.length, 6);
+    const right = 10;
+    const top = 14;
+    const bottom = 30;
+    const plotWidth = width - left - right;
+    const plotHeight = height - top - bottom;
+    const slot = plotWidth / CHART_DAYS;
+    const first = isoDay(range.from);
+    const last = isoDay(new Date(range.to.getTime() - DAY_MS));
+    const picture = svg("svg", {
+      viewBox: `0 0 ${width} ${height}`,
+      width,
+      height,
+      role: "img",
+      "aria-label": `Daily spend from ${first} to ${last}: ${money(total)} in all`,
+    });
+    picture.append(svg("title", {}, `Daily spend from ${first} to ${last}`));
+
+    const marks = highest > 0n ? [[0, "0.0000"], [0.5, money(highest / 2n)], [1, highestText]] : [[0, "0.0000"]];
+    for (const [fraction, label] of marks) {
+      const y = top + plotHeight * (1 - fraction);
+      picture.append(svg("line", { x1: left, x2: width - right, y1: y, y2: y, class: "grid" }));
+      picture.append(svg("text", { x: left - 8, y: y + 4, class: "axis", "text-anchor": "end" }, label));
+    }
+    days.forEach((day, i) => {
+      const cost = units(day.cost);
+      const x = left + i * slot;
+      if (cost > 0n) {
+        const barHeight = Math.max((Number((cost * 100000n) / highest) / 100000) * plotHeight, 1);
+        const bar = svg("rect", {
+          x: x + 1,
+          y: top + plotHeight - barHeight,
+          width: Math.max(slot - 2, 1),
+          height: barHeight,
+          class: "bar",
+          "data-date": day.date,
+          "data-cost": day.cost,
+        });
+        bar.append(
+          svg(
+            "title",
+            {},
+            `${day.date}: ${day.cost} (${day.generations} generations, ${day.questionCount} questions)`,
+          ),
+        );
+        picture.append(bar);
+      }
+      const dayOfMonth = Number(day.date.slice(8, 10));
+      if (dayOfMonth === 1 || (i === 0 && dayOfMonth < 20)) {
+        const label = `${MONTHS[Number(day.date.slice(5, 7)) - 1]} ${dayOfMonth}`;
+        picture.append(svg("line", { x1: x, x2: x, y1: top + plotHeight, y2: top + plotHeight + 5, class: "tick" }));
+        picture.append(svg("text", { x, y: height - 8, class: "axis" }, label));
+      }
+    });
+    if (highest === 0n) {
+      picture.append(
+        svg("text", { x: left + plotWidth / 2, y: top + plotHeight / 2, class: "nothing", "text-anchor": "middle" },
+          `Nothing spent in these ${CHART_DAYS} days`),
+      );
+    }
+    element.replaceChildren(picture);
+    byId("daily-total").textContent =
+      `${money(total)} over ${CHART_DAYS} days, ${generations} generation${generations === 1 ? "" : "s"}.`;
+  }
+
+  function renderStatement(statement) {
+    const status = byId("statement-status");
+    const closed = statement.status === "closed";
+    status.textContent = closed ? `Closed ${when(statement.closedAt)}` : "Open: may still change";
+    status.className = `badge ${closed ? "closed" : "open"}`;
+    const totals = statement.totals ?? {};
+    const late = statement.late ?? {};
+    const drafts = statement.drafts ?? {};
+    const adjustments = Array.isArray(statement.adjustments) ? statement.adjustments : [];
+    byId("statement-usage").textContent = String(totals.cost ?? "—");
+    byId("statement-questions").textContent = String(totals.questionCount ?? "—");
+    byId("statement-late").textContent = `${late.cost ?? "0.0000"} (${late.count ?? 0} late)`;
+    const draftCount = drafts.count ?? 0;
+    byId("statement-drafts").textContent =
+      `${drafts.cost ?? "0.0000"} on ${draftCount} draft${draftCount === 1 ? "" : "s"}`;
+    byId("statement-adjustment-count").textContent = String(adjustments.length);
+    byId("statement-total").textContent = String(statement.total ?? "—");
+    fill(
+      byId("statement-adjustments"),
+      adjustments.map((adjustment) =>
+        row(
+          [
+            cell(when(adjustment.createdAt), "secondary"),
+            cell(adjustment.reason, "text"),
+            cell(adjustment.amount, "num money"),
+          ],
+          "adjustment-row",
+        ),
+      ),
+      "No adjustments.",
+    );
+  }
+
+  function renderStatementLines(statement) {
+    const lines = Array.isArray(statement.lines) ? statement.lines : [];
+    fill(
+      byId("statement-lines"),
+      lines.map((line) =>
+        row([cell(line.jobId, "id"), cell(line.questionCount, "num"), cell(line.cost, "num money")], "statement-line"),
+      ),
+      "No job was billed in this month.",
+    );
+    return statement.nextCursor ?? null;
+  }
+
+  function statementUnavailable(error) {
+    const status = byId("statement-status");
+    status.textContent = `Statement unavailable: ${reason(error)}`;
+    status.className = "badge unavailable";
+    for (const id of ["statement-usage", "statement-questions", "statement-late", "statement-drafts",
+      "statement-adjustment-count", "statement-total"]) {
+      byId(id).textContent = "—";
+    }
+    fill(byId("statement-lines"), [], "—");
+    fill(byId("statement-adjustments"), [], "—");
+    byId("statement-pager").hidden = true;
+  }
+
+  async function showStatement(period) {
+    const path = `/api/billing/statements/${encodeURIComponent(period)}`;
+    const fetchPage = (cursor) => getJson(path, { limit: PAGE_SIZE, cursor });
+    byId("statement-period").value = period;
+    byId("statement-body").setAttribute("aria-busy", "true");
+    try {
+      const statement = await fetchPage(null);
+      if (byId("statement-period").value !== period) {
+        return; // another month was picked meanwhile
+      }
+      renderStatement(statement);
+      paged(byId("statement-pager"), fetchPage, renderStatementLines).first(statement);
+      byId("statement-body").setAttribute("data-period", period);
+    } catch (error) {
+      if (error instanceof SignedOut) {
+        return;
+      }
+      statementUnavailable(error);
+      byId("statement-body").setAttribute("data-period", period);
+    } finally {
+      byId("statement-body")?.removeAttribute("aria-busy");
+    }
+  }
+
+  function monthChoices(now) {
+    const select = byId("statement-period");
+    const options = [];
+    for (let back = 0; back < MONTHS_TO_PICK; back += 1) {
+      const period = periodOf(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - back, 1)));
+      const option = document.createElement("option");
+      option.value = period;
+      option.textContent = back === 0 ? `${monthName(period)} (this month)` : monthName(period);
+      options.push(option);
+    }
+    select.replaceChildren(...options);
+    select.addEventListener("change", () => showStatement(select.value));
+  }
+
+  async function downloadCsv(event, range) {
+    event.preventDefault();
+    const status = byId("csv-status");
+    const name = `usage-${isoDay(range.from)}-to-${isoDay(new Date(range.to.getTime() - DAY_MS))}.csv`;
+    status.textContent = "Preparing the CSV…";
+    try {
+      const response = await api("/api/billing/usage.csv", { from: rfc3339(range.from), to: rfc3339(range.to) }, "text/csv");
+      const address = URL.createObjectURL(await response.blob());
+      const save = document.createElement("a");
+      save.href = address;
+      save.download = name;
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(address), 60000);
+      status.textContent = `Saved ${name}.`;
+    } catch (error) {
+      if (!(error instanceof SignedOut)) {
+        status.textContent = `The CSV could not be downloaded: ${reason(error)}`;
+      }
+    }
+  }
+
+  // ---- the page ------------------------------------------------------------------------------
+
+  async function start() {
+    const token = takeToken();
+    if (!token) {
+      signOut(
+        "Open this page with your billing link",
+        "The billing console needs the link you were given, the one that ends in #token=… . " +
+          "Ask your administrator for one.",
+      );
+      return;
+    }
+    const claims = claimsOf(token);
+    if (!claims) {
+      signOut("This link is not valid", "Ask for a new billing link and open it again.");
+      return;
+    }
+    const expiresAt = Number(claims.exp) * 1000;
+    if (!Number.isFinite(expiresAt) || expiresAt <= Date.now()) {
+      expired();
+      return;
+    }
+    session.token = token;
+    setTimeout(expired, Math.min(expiresAt - Date.now(), 2 ** 31 - 1));
+    byId("company").textContent = claims.company_id ? `Company ${claims.company_id}` : "";
+
+    const now = new Date();
+    const range = chartRange(now);
+    const month = monthRange(now);
+    const thisPeriod = periodOf(now);
+    const link = byId("csv-download");
+    const query = new URLSearchParams({ from: rfc3339(range.from), to: rfc3339(range.to) });
+    link.href = `/api/billing/usage.csv?${query}`;
+    link.addEventListener("click", (event) => downloadCsv(event, range));
+    byId("range-label").textContent =
+      `${isoDay(range.from)} to ${isoDay(new Date(range.to.getTime() - DAY_MS))} (UTC)`;
+    byId("period-note").textContent = `${monthName(thisPeriod)} so far`;
+    monthChoices(now);
+
+    const summaryPage = (cursor) => getJson("/api/billing/summary", { limit: PAGE_SIZE, cursor });
+    const draftsPage = (abandoned) => (cursor) =>
+      getJson("/api/billing/drafts", { abandoned, limit: PAGE_SIZE, cursor });
+    const previousMonth = periodOf(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1)));
+
+    const [summary, budget, daily, open, abandoned] = await Promise.allSettled([
+      summaryPage(null),
+      getJson("/api/billing/budget"),
+      getJson("/api/billing/usage/daily", { from: rfc3339(range.from), to: rfc3339(range.to) }),
+      draftsPage(false)(null),
+      draftsPage(true)(null),
+      showStatement(previousMonth),
+    ]);
+    if (!session.token) {
+      return; // signed out while loading: the notice says why
+    }
+
+    if (summary.status === "fulfilled") {
+      renderSummaryFigures(summary.value);
+      paged(byId("jobs-pager"), summaryPage, renderJobs).first(summary.value);
+    } else {
+      markUnavailable(byId("drafts-waiting"), "Drafts", summary.reason);
+      fill(byId("jobs-table"), [], `Jobs unavailable: ${reason(summary.reason)}`);
+    }
+
+    if (budget.status === "fulfilled") {
+      renderBudget(budget.value);
+      byId("period-spend").textContent = String(budget.value.spent);
+      if (budget.value.period) {
+        byId("period-note").textContent = `${monthName(budget.value.period)} so far`;
+      }
+    } else {
+      markUnavailable(byId("budget-remaining"), "Budget", budget.reason);
+      byId("budget-note").textContent = `The budget is ${reason(budget.reason)}.`;
+      try {
+        // No budget API: this month's spend from the summary of the month instead.
+        const monthly = await getJson("/api/billing/summary", {
+          from: rfc3339(month.from), to: rfc3339(month.to), limit: 1,
+        });
+        byId("period-spend").textContent = String(monthly.totals.cost);
+      } catch (error) {
+        if (error instanceof SignedOut) {
+          return;
+        }
+        markUnavailable(byId("period-spend"), "This period's spend", error);
+      }
+    }
+
+    if (daily.status === "fulfilled") {
+      chart.range = range;
+      chart.daily = daily.value;
+    } else {
+      markUnavailable(byId("daily-chart"), "Daily spend", daily.reason);
+    }
+
+    const drafts = [
+      [open, false, "drafts-open-table", "drafts-open-pager", "No draft is waiting.", "lastUsedAt"],
+      [abandoned, true, "drafts-abandoned-table", "drafts-abandoned-pager", "No abandoned draft.", "firstUsedAt"],
+    ];
+    for (const [result, isAbandoned, table, nav, emptyText, dateField] of drafts) {
+      const render = draftsRenderer(table, emptyText, dateField);
+      if (result.status === "fulfilled") {
+        paged(byId(nav), draftsPage(isAbandoned), render).first(result.value);
+      } else if (isAbandoned && summary.status === "fulfilled" && Array.isArray(summary.value.abandonedDrafts)) {
+        render({ drafts: summary.value.abandonedDrafts, nextCursor: null }); // the v1 summary's list
+      } else {
+        fill(byId(table), [], `Drafts unavailable: ${reason(result.reason)}`);
+      }
+    }
+
+    byId("loading").hidden = true;
+    byId("console").hidden = false;
+    drawChart();
+    new ResizeObserver(() => requestAnimationFrame(drawChart)).observe(byId("daily-chart"));
+    document.body.setAttribute("data-ready", "true");
+    performance.mark("console-ready"); // how long the whole page took, for the scale test
+  }
+
+  function failed(error) {
+    if (error instanceof SignedOut || document.body.hasAttribute("data-ready")) {
+      return;
+    }
+    showNotice("The billing console could not load", reason(error));
+  }
+
+  // Whatever goes wrong while loading, the page says so rather than staying blank.
+  window.addEventListener("error", (event) => {
+    if (event.error) {
+      failed(event.error);
+    }
+  });
+  document.addEventListener("DOMContentLoaded", () => start().catch(failed));
+})();

@@ -1,0 +1,1 @@
+"""The ledger, billing's write side: consume events, record usage once, reconcile drafts."""

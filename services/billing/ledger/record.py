@@ -1,0 +1,163 @@
+"""Recording a batch in the ledger: usage rows exactly once, drafts moved onto their jobs.
+
+One transaction per batch. Advisory locks on every (company, id) the batch
+touches serialize it with any other writer of the same drafts, so a usage event
+and the JobCreated of its draft, committed at the same moment by two workers,
+cannot leave a row behind as a draft.
+
+A transient failure (connection lost, serialization failure, deadlock) is
+retried with backoff for as long as it takes; the batch's messages stay
+unacknowledged meanwhile. Any other failure splits the batch so that one bad
+event cannot hold the others back: each is committed alone, and only the
+failing one reports an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+import asyncpg
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+from contracts.events import JobCreated
+from services.billing.ledger import store
+from services.billing.ledger.rules import Charge, Entry, Placement, lock_keys, place, references
+from services.billing.ledger.store import Attached, UsageRow
+from services.billing.metrics import BATCH_SIZE, TRANSIENT_RETRIES
+from services.servicekit.db import Connection, is_transient
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class UsageRecorded:
+    """What a QuestionsGenerated did: `new` is false for a redelivery."""
+
+    new: bool
+    placement: Placement
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class DraftsReconciled:
+    """What a JobCreated did: the draft rows it moved onto its job."""
+
+    job_id: UUID
+    rows: int
+    questions: int
+    cost: Decimal
+
+
+Recorded = UsageRecorded | DraftsReconciled
+# `record_batch` bound to a pool: one result, or the error, per entry, in order.
+RecordBatch = Callable[[list[Entry]], Awaitable[Sequence[Recorded | Exception]]]
+
+
+async def record_batch(
+    pool: asyncpg.Pool, entries: list[Entry], *, max_retry_delay: float = 5.0
+) -> list[Recorded | Exception]:
+    """Commit the entries together; if that fails for good, each alone."""
+    BATCH_SIZE.observe(len(entries))
+    try:
+        recorded = await _commit(pool, entries, max_retry_delay)
+    except Exception as exc:
+        if len(entries) == 1:
+            return [exc]
+        log.warning("batch failed, committing its events one by one", error=repr(exc))
+        return [await _commit_alone(pool, entry, max_retry_delay) for entry in entries]
+    return [recorded[entry.event_id] for entry in entries]
+
+
+async def _commit_alone(
+    pool: asyncpg.Pool, entry: Entry, max_retry_delay: float
+) -> Recorded | Exception:
+    try:
+        return (await _commit(pool, [entry], max_retry_delay))[entry.event_id]
+    except Exception as exc:
+        return exc
+
+
+def _log_retry(state: RetryCallState) -> None:
+    TRANSIENT_RETRIES.inc()
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "transient database error, retrying batch", attempt=state.attempt_number, error=repr(error)
+    )
+
+
+async def _commit(
+    pool: asyncpg.Pool, entries: list[Entry], max_retry_delay: float
+) -> dict[UUID, Recorded]:
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential_jitter(multiplier=0.05, max=max_retry_delay, jitter=0.05),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            async with pool.acquire(timeout=10) as conn, conn.transaction():
+                return await record_events(conn, entries)
+    raise AssertionError("unreachable: tenacity retries until success or a permanent error")
+
+
+async def record_events(conn: Connection, entries: Sequence[Entry]) -> dict[UUID, Recorded]:
+    """Apply a batch inside the caller's transaction; what each event did, by event id."""
+    unique = list({entry.event_id: entry for entry in entries}.values())
+    charges = [entry for entry in unique if isinstance(entry, Charge)]
+    jobs = [entry for entry in unique if isinstance(entry, JobCreated)]
+    generated = [charge.event for charge in charges]
+
+    await store.lock(conn, lock_keys([*generated, *jobs]))
+    await store.remember_jobs(conn, jobs)
+    known = await store.find_jobs(
+        conn,
+        job_ids=[event.job_id for event in generated if event.job_id is not None],
+        drafts=[(event.company_id, ref) for event in generated for ref in references(event)],
+    )
+    rows = [usage_row(charge, place(charge.event, known)) for charge in charges]
+    inserted = await store.insert_usage(conn, rows)
+    attached = await store.attach_drafts(conn, jobs)
+
+    recorded: dict[UUID, Recorded] = {
+        row.event_id: UsageRecorded(
+            new=row.event_id in inserted,
+            placement=Placement(job_id=row.job_id, draft_job_id=row.draft_job_id),
+            cost=row.cost,
+        )
+        for row in rows
+    }
+    for job in jobs:
+        recorded[job.event_id] = reconciled(job, attached)
+    return recorded
+
+
+def usage_row(charge: Charge, placement: Placement) -> UsageRow:
+    event = charge.event
+    return UsageRow(
+        event_id=event.event_id,
+        company_id=event.company_id,
+        job_id=placement.job_id,
+        draft_job_id=placement.draft_job_id,
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        total_tokens=event.total_tokens,
+        question_count=event.question_count,
+        cost=charge.cost,
+        model_used=event.model,
+        created_at=event.occurred_at,
+    )
+
+
+def reconciled(job: JobCreated, attached: list[Attached]) -> DraftsReconciled:
+    mine = [row for row in attached if row.job_id == job.job_id]
+    return DraftsReconciled(
+        job_id=job.job_id,
+        rows=len(mine),
+        questions=sum(row.question_count for row in mine),
+        cost=sum((row.cost for row in mine), Decimal("0")),
+    )

@@ -1,0 +1,1 @@
+"""The price book: each company's price versions with effective dates, and the default."""

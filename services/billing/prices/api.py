@@ -1,0 +1,85 @@
+"""Routes of the price book: an operator sets a company's price; a company reads its own."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path
+
+from contracts.events import DEFAULT_PRICE_COMPANY
+from services.billing.config import Settings
+from services.billing.ledger.rules import Pricing
+from services.billing.prices import book
+from services.billing.prices.rules import RetroactivePrice
+from services.billing.prices.schemas import CompanyPriceList, Price, PriceIn
+from services.billing.reads.api import Pool, get_settings
+from services.servicekit.auth import CurrentPrincipal, Principal, require_role
+from services.servicekit.problems import PROBLEM_JSON, Problem
+
+router = APIRouter(prefix="/api/billing", tags=["prices"])
+
+PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+PLATFORM_ADMIN = "platform:admin"
+PlatformAdmin = Annotated[Principal, Depends(require_role(PLATFORM_ADMIN))]
+BillingSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def field_error(field: str, message: str) -> Problem:
+    return Problem(
+        422,
+        f"invalid request: {field}: {message}; nothing was changed",
+        errors=[{"field": field, "in": "body", "message": message}],
+    )
+
+
+@router.put(
+    "/admin/companies/{companyId}/price",
+    status_code=201,
+    response_model=Price,
+    responses={
+        401: {"description": "no valid token", **PROBLEM},
+        403: {"description": "the token lacks platform:admin", **PROBLEM},
+        422: {"description": "invalid price, or effectiveFrom before now", **PROBLEM},
+    },
+)
+async def set_price(
+    company_id: Annotated[UUID, Path(alias="companyId")],
+    body: PriceIn,
+    principal: PlatformAdmin,
+    pool: Pool,
+) -> Price:
+    """Add a price version for a company, in force from `effectiveFrom` (now or later)."""
+    if company_id == DEFAULT_PRICE_COMPANY:
+        raise Problem(
+            422,
+            "invalid request: companyId: the nil UUID names the default price, "
+            "which the environment sets",
+            errors=[{"field": "companyId", "in": "path", "message": "not a company"}],
+        )
+    pricing = Pricing(body.price_per_10_questions, body.profit_margin_percent)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            version = await book.set_price(
+                conn, company_id, pricing, body.effective_from, created_by=principal.user
+            )
+    except RetroactivePrice as exc:
+        raise field_error("effectiveFrom", str(exc)) from exc
+    return Price.of(version)
+
+
+@router.get(
+    "/price",
+    response_model=CompanyPriceList,
+    responses={401: {"description": "no valid token", **PROBLEM}},
+)
+async def get_price(
+    principal: CurrentPrincipal, pool: Pool, settings: BillingSettings
+) -> CompanyPriceList:
+    """The caller's company's price in force now, and every version that may apply to it."""
+    environment = Pricing(settings.price_per_10_questions, settings.profit_margin_percent)
+    async with pool.acquire() as conn:
+        prices = await book.prices_of(conn, principal.company_id, environment)
+    return CompanyPriceList(
+        current=Price.of(prices.current), versions=[Price.of(v) for v in prices.versions]
+    )

@@ -1,0 +1,127 @@
+"""Pure rules of the price book: which version is in force at an instant.
+
+Versions are only ever added. The version in force at an instant is the one
+with the latest `effectiveFrom` at or before it (of two with the same
+`effectiveFrom`, the later added). A company with no version of its own in
+force pays the default price in force then: the environment's price, recorded
+as a default version when billing starts with it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import UUID
+
+from services.billing.ledger.rules import Pricing
+
+# The first default version is in force since long before any event.
+DEFAULT_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Namespace of the default versions' priceIds (uuid5): the same in every process.
+DEFAULT_PRICE_NAMESPACE = UUID("6f1d3c52-5b8e-4f0e-9a57-3c1f2b7e8d40")
+
+
+class RetroactivePrice(ValueError):
+    """An effectiveFrom before the moment the price is set: history is never re-priced."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriceVersion:
+    price_id: UUID
+    company_id: UUID | None  # None: the default price
+    pricing: Pricing
+    effective_from: datetime
+    sequence: int = 0  # order of addition: breaks ties between equal effectiveFroms
+
+    @property
+    def is_default(self) -> bool:
+        return self.company_id is None
+
+
+def _number(value: Decimal) -> str:
+    """`0.10` and `0.1000` are the same price: one spelling for the id."""
+    return f"{value.normalize():f}"
+
+
+def default_price_id(pricing: Pricing, effective_from: datetime) -> UUID:
+    """The priceId of a default version: uuid5 of its price, margin and effectiveFrom.
+
+    `default:<price per 10>:<margin percent>:<effectiveFrom, ISO 8601 UTC>` under
+    DEFAULT_PRICE_NAMESPACE; the environment's first default (0.10, 0%) is thus
+    `uuid5(DEFAULT_PRICE_NAMESPACE, "default:0.1:0:1970-01-01T00:00:00+00:00")`.
+    """
+    name = (
+        f"default:{_number(pricing.price_per_10_questions)}:"
+        f"{_number(pricing.profit_margin_percent)}:"
+        f"{effective_from.astimezone(UTC).isoformat()}"
+    )
+    return uuid.uuid5(DEFAULT_PRICE_NAMESPACE, name)
+
+
+def environment_default(pricing: Pricing) -> PriceVersion:
+    """The environment's price as the default in force since the epoch."""
+    return PriceVersion(
+        price_id=default_price_id(pricing, DEFAULT_EPOCH),
+        company_id=None,
+        pricing=pricing,
+        effective_from=DEFAULT_EPOCH,
+    )
+
+
+def in_force(versions: Iterable[PriceVersion], instant: datetime) -> PriceVersion | None:
+    """The version with the latest effectiveFrom at or before `instant`, if any."""
+    best: PriceVersion | None = None
+    for version in versions:
+        if version.effective_from > instant:
+            continue
+        if best is None or (version.effective_from, version.sequence) > (
+            best.effective_from,
+            best.sequence,
+        ):
+            best = version
+    return best
+
+
+def check_not_retroactive(effective_from: datetime, now: datetime) -> None:
+    if effective_from < now:
+        raise RetroactivePrice(
+            f"effectiveFrom {effective_from.isoformat()} is before now ({now.isoformat()}): "
+            "a price takes effect from now or later, history is never re-priced"
+        )
+
+
+def default_needs_recording(defaults: Sequence[PriceVersion], pricing: Pricing) -> bool:
+    """True when the latest default version is not the environment's price."""
+    latest = max(defaults, key=lambda v: (v.effective_from, v.sequence), default=None)
+    return latest is None or latest.pricing != pricing
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """The versions a batch needs: its companies' own, and the defaults."""
+
+    by_company: dict[UUID, list[PriceVersion]]
+    defaults: list[PriceVersion]
+
+    @classmethod
+    def of(cls, versions: Iterable[PriceVersion]) -> PriceBook:
+        by_company: dict[UUID, list[PriceVersion]] = {}
+        defaults: list[PriceVersion] = []
+        for version in versions:
+            if version.company_id is None:
+                defaults.append(version)
+            else:
+                by_company.setdefault(version.company_id, []).append(version)
+        return cls(by_company, defaults)
+
+    def price_at(self, company_id: UUID, instant: datetime) -> PriceVersion | None:
+        """The company's version in force at `instant`, else the default then.
+
+        None only before billing first started on this database and recorded the
+        environment's price as the default.
+        """
+        own = in_force(self.by_company.get(company_id, ()), instant)
+        return own if own is not None else in_force(self.defaults, instant)

@@ -1,0 +1,55 @@
+"""HTTP bodies of the price book. Money is a 4-place decimal string on the way out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import ConfigDict, Field
+
+from services.billing.prices.rules import PriceVersion
+from services.billing.reads.api import Timestamp
+from services.billing.reads.schemas import CamelModel, Money
+
+# In: at least 0, at most 4 places ("0.1500"); a float's binary noise is refused, not rounded.
+PriceAmount = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
+MarginPercent = Annotated[Decimal, Field(ge=0, le=10_000, max_digits=9, decimal_places=4)]
+
+
+class PriceIn(CamelModel):
+    model_config = ConfigDict(extra="forbid")
+
+    price_per_10_questions: PriceAmount = Field(examples=["0.1500"])
+    profit_margin_percent: MarginPercent = Field(examples=["20"])
+    effective_from: Timestamp = Field(
+        description="RFC 3339; now or later (history is never re-priced)."
+    )
+
+
+class Price(CamelModel):
+    price_id: UUID
+    company_id: UUID | None = Field(description="null for the default (environment) price.")
+    is_default: bool
+    price_per_10_questions: Money
+    profit_margin_percent: Money
+    effective_from: datetime
+
+    @classmethod
+    def of(cls, version: PriceVersion) -> Price:
+        return cls(
+            price_id=version.price_id,
+            company_id=version.company_id,
+            is_default=version.is_default,
+            price_per_10_questions=version.pricing.price_per_10_questions,
+            profit_margin_percent=version.pricing.profit_margin_percent,
+            effective_from=version.effective_from,
+        )
+
+
+class CompanyPriceList(CamelModel):
+    current: Price = Field(description="The price in force now.")
+    versions: list[Price] = Field(
+        description="The company's versions and the default ones, latest effectiveFrom first."
+    )

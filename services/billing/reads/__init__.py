@@ -1,0 +1,1 @@
+"""Billing's read API: a company's usage rows and its summary."""

@@ -1,0 +1,1 @@
+"""Monthly statements: closing a period, late generations, adjustments with an audit trail."""

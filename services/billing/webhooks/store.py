@@ -1,0 +1,154 @@
+"""Threshold webhooks' SQL. Functions take a connection and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from services.servicekit.db import Connection
+
+# One delivery per (company, period, threshold), ever: a second crossing adds nothing.
+ENQUEUE = """
+INSERT INTO webhook_deliveries (
+    event_id, company_id, period, threshold, body, next_attempt_at, give_up_at, created_at
+)
+SELECT * FROM unnest(
+    $1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[],
+    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]
+)
+ON CONFLICT (company_id, period, threshold) DO NOTHING
+"""
+
+# Take the due deliveries no other worker holds, and lease them by moving their next
+# attempt past the lease: a worker that dies mid-delivery leaves them to another.
+CLAIM_DUE = """
+UPDATE webhook_deliveries AS d
+SET next_attempt_at = $2
+FROM (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= $1
+    ORDER BY next_attempt_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+) AS due
+WHERE d.id = due.id
+RETURNING d.id, d.event_id, d.company_id, d.body, d.attempts, d.give_up_at,
+    (SELECT webhook_url FROM budgets b WHERE b.company_id = d.company_id) AS url,
+    (SELECT webhook_secret FROM budgets b WHERE b.company_id = d.company_id) AS secret
+"""
+
+# Every attempt is kept; the delivery moves to its next state in the same statement.
+RECORD_ATTEMPT = """
+WITH attempt AS (
+    INSERT INTO webhook_attempts (
+        delivery_id, company_id, attempt, attempted_at, url, status_code, error,
+        duration_ms, outcome
+    )
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+)
+UPDATE webhook_deliveries
+SET attempts = $3,
+    status = $10,
+    next_attempt_at = COALESCE($11, next_attempt_at),
+    delivered_at = CASE WHEN $10 = 'delivered' THEN $4 ELSE delivered_at END
+WHERE id = $1
+"""
+
+# A company's attempts, newest first, after a keyset cursor.
+LIST_ATTEMPTS = """
+SELECT a.id, d.event_id, d.period, d.threshold, a.attempt, a.attempted_at, a.url,
+       a.status_code, a.error, a.duration_ms, a.outcome, d.status AS delivery_status
+FROM webhook_attempts a
+JOIN webhook_deliveries d ON d.id = a.delivery_id
+WHERE a.company_id = $1 AND ($2::bigint IS NULL OR a.id < $2)
+ORDER BY a.id DESC
+LIMIT $3
+"""
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    event_id: UUID
+    company_id: UUID
+    period: str
+    threshold: int
+    body: str
+    created_at: datetime
+    give_up_at: datetime
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    event_id: UUID
+    company_id: UUID
+    body: str
+    attempts: int
+    give_up_at: datetime
+    url: str | None
+    secret: str | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    delivery_id: int
+    company_id: UUID
+    attempt: int
+    attempted_at: datetime
+    url: str | None
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    outcome: str  # delivered, failed (the receiver's answer or silence), refused (unsafe URL)
+
+
+async def enqueue(conn: Connection, deliveries: Sequence[NewDelivery]) -> None:
+    if not deliveries:
+        return
+    await conn.execute(
+        ENQUEUE,
+        [d.event_id for d in deliveries],
+        [d.company_id for d in deliveries],
+        [d.period for d in deliveries],
+        [d.threshold for d in deliveries],
+        [d.body for d in deliveries],
+        [d.created_at for d in deliveries],
+        [d.give_up_at for d in deliveries],
+        [d.created_at for d in deliveries],
+    )
+
+
+async def claim_due(
+    conn: Connection, now: datetime, lease_until: datetime, limit: int
+) -> list[Claimed]:
+    rows = await conn.fetch(CLAIM_DUE, now, lease_until, limit)
+    return [Claimed(**dict(row)) for row in rows]
+
+
+async def record_attempt(
+    conn: Connection, attempt: Attempt, status: str, next_attempt_at: datetime | None
+) -> None:
+    await conn.execute(
+        RECORD_ATTEMPT,
+        attempt.delivery_id,
+        attempt.company_id,
+        attempt.attempt,
+        attempt.attempted_at,
+        attempt.url,
+        attempt.status_code,
+        attempt.error,
+        attempt.duration_ms,
+        attempt.outcome,
+        status,
+        next_attempt_at,
+    )
+
+
+async def list_attempts(
+    conn: Connection, company_id: UUID, before_id: int | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(LIST_ATTEMPTS, company_id, before_id, limit)

@@ -1,0 +1,215 @@
+"""What the console shows equals what the billing API says, for a busy company and an empty one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
+
+import pytest
+
+from tests.browser.conftest import NARROW, Console, Watched
+from tests.integration.billing.conftest import record
+from tests.support.auth import bearer, token
+from tests.support.events import generated, job_created
+
+pytestmark = pytest.mark.browser
+
+PAGE_SIZE = 20  # the page's own page size (console.js)
+JOBS = PAGE_SIZE + 3
+
+
+def month_start(moment: datetime, back: int = 0) -> datetime:
+    month = moment.year * 12 + moment.month - 1 - back
+    return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC)
+
+
+async def busy_company(console: Console, company: UUID) -> dict[str, Any]:
+    """Usage on jobs this month and last, drafts waiting and abandoned, a budget, last month
+    closed, then usage arriving late for it and an adjustment."""
+    stack = console.stack
+    now = datetime.now(UTC)
+    last_month = month_start(now, back=1)
+    jobs = [job_created(company) for _ in range(JOBS)]
+    await record(stack, *jobs)
+    await record(
+        stack,
+        *(
+            generated(
+                company, job_id=job.job_id, questions=index + 1, at=now - timedelta(days=index)
+            )
+            for index, job in enumerate(jobs)
+        ),
+        generated(company, job_id=jobs[0].job_id, questions=40, at=last_month + timedelta(days=14)),
+        generated(company, job_id=jobs[1].job_id, questions=7, at=last_month + timedelta(days=3)),
+        generated(company, draft="draft-waiting", questions=5, at=now - timedelta(minutes=30)),
+        generated(company, draft="draft-forgotten", questions=9, at=now - timedelta(days=3)),
+        generated(uuid.uuid4(), questions=50),  # another company's: counts nowhere here
+    )
+
+    admin = bearer(company, roles=["billing:admin"])
+    operator = bearer(uuid.uuid4(), roles=["platform:admin"], user="operator@example.com")
+    response = await stack.billing.put(
+        "/api/billing/budget",
+        json={"monthlyLimit": "10.0000", "thresholds": [50, 80, 100], "webhookUrl": None},
+        headers=admin,
+    )
+    assert response.status_code == 200, response.text
+    period = last_month.strftime("%Y-%m")
+    response = await stack.billing.post(
+        f"/api/billing/admin/periods/{period}/close", headers=operator
+    )
+    assert response.status_code == 200, response.text
+    await record(
+        stack,
+        generated(company, job_id=jobs[2].job_id, questions=3, at=last_month + timedelta(days=20)),
+    )
+    response = await stack.billing.post(
+        f"/api/billing/admin/companies/{company}/adjustments",
+        json={"amount": "-0.0500", "reason": "<script>alert(3)</script> goodwill credit"},
+        headers=operator,
+    )
+    assert response.status_code == 201, response.text
+    return {"last_month": period, "this_month": now.strftime("%Y-%m")}
+
+
+async def cells(watched: Watched, selector: str) -> list[str]:
+    texts: list[str] = await watched.page.locator(selector).all_inner_texts()
+    return [text.strip() for text in texts]
+
+
+async def statement_shown(watched: Watched, period: str) -> None:
+    await watched.page.wait_for_selector(f"#statement-body[data-period='{period}']")
+
+
+async def test_every_part_holds_what_the_api_says(
+    console: Console, watched: Watched, company: UUID
+) -> None:
+    months = await busy_company(console, company)
+    summary = await console.api(company, "/api/billing/summary", limit=PAGE_SIZE)
+    budget = await console.api(company, "/api/billing/budget")
+    waiting = await console.api(company, "/api/billing/drafts", abandoned="false", limit=PAGE_SIZE)
+    abandoned = await console.api(company, "/api/billing/drafts", abandoned="true", limit=PAGE_SIZE)
+    closed = await console.api(company, f"/api/billing/statements/{months['last_month']}")
+    current = await console.api(company, f"/api/billing/statements/{months['this_month']}")
+    jwt = token(company)
+
+    await watched.page.goto(console.url(jwt))
+    await watched.ready()
+    await watched.screenshot("console-wide")
+
+    # This period against its budget.
+    assert await watched.text("period-spend") == budget["spent"]
+    assert await watched.text("budget-remaining") == budget["remaining"]
+    assert await watched.text("drafts-waiting") == str(summary["drafts"]["count"]) == "2"
+
+    # The jobs, most expensive first, one page at a time.
+    first_page = [job["jobId"] for job in summary["jobs"]]
+    assert len(first_page) == PAGE_SIZE
+    assert summary["nextCursor"]
+    assert await cells(watched, "[data-testid=jobs-table] tbody tr td.id") == first_page
+    await watched.page.locator("#jobs-pager button", has_text="Next").click()
+    second = await console.api(
+        company, "/api/billing/summary", limit=PAGE_SIZE, cursor=summary["nextCursor"]
+    )
+    await watched.page.wait_for_selector("#jobs-pager span:text('Page 2')")
+    assert await cells(watched, "[data-testid=jobs-table] tbody tr td.id") == [
+        job["jobId"] for job in second["jobs"]
+    ]
+
+    # Daily spend: a bar per day with usage, each as the API writes it.
+    link = await watched.testid("csv-download").get_attribute("href")
+    assert link is not None
+    shown_range = {name: values[0] for name, values in parse_qs(urlsplit(link).query).items()}
+    daily = await console.api(company, "/api/billing/usage/daily", **shown_range)
+    bars = watched.page.locator("[data-testid=daily-chart] rect.bar")
+    drawn = {
+        (await bar.get_attribute("data-date"), await bar.get_attribute("data-cost"))
+        for bar in await bars.all()
+    }
+    assert drawn == {(day["date"], day["cost"]) for day in daily["days"] if day["cost"] != "0.0000"}
+    assert len(drawn) >= JOBS - 1
+
+    # Drafts waiting and abandoned.
+    assert (
+        await cells(watched, "#drafts-open-table td.id")
+        == [draft["draftJobId"] for draft in waiting["drafts"]]
+        == ["draft-waiting"]
+    )
+    assert (
+        await cells(watched, "#drafts-abandoned-table td.id")
+        == [draft["draftJobId"] for draft in abandoned["drafts"]]
+        == ["draft-forgotten"]
+    )
+
+    # Last month's statement first: closed, frozen.
+    picker = watched.testid("statement-period")
+    await statement_shown(watched, months["last_month"])
+    assert await picker.input_value() == months["last_month"]
+    assert closed["status"] == "closed"
+    assert (await watched.text("statement-status")).startswith("Closed")
+    assert await watched.text("statement-usage") == closed["totals"]["cost"]
+    assert await watched.text("statement-total") == closed["total"]
+    assert await cells(watched, "[data-testid=statement-lines] td.id") == [
+        line["jobId"] for line in closed["lines"]
+    ]
+
+    # Another month picked: this one, open, with the late usage and the adjustment.
+    await picker.select_option(months["this_month"])
+    await statement_shown(watched, months["this_month"])
+    assert current["status"] == "open"
+    assert current["late"]["count"] == 1
+    assert (await watched.text("statement-status")).startswith("Open")
+    assert await watched.text("statement-usage") == current["totals"]["cost"]
+    assert await watched.text("statement-total") == current["total"]
+    assert await watched.text("statement-late") == f"{current['late']['cost']} (1 late)"
+    assert await cells(watched, "[data-testid=adjustment-row] td:nth-child(2)") == [
+        "<script>alert(3)</script> goodwill credit"
+    ]
+    assert await cells(watched, "[data-testid=adjustment-row] td:nth-child(3)") == ["-0.0500"]
+
+    # The CSV of the range shown, fetched with the header and saved from memory.
+    async with watched.page.expect_download() as started:
+        await watched.testid("csv-download").click()
+    download = await started.value
+    saved = await download.path()
+    assert saved is not None
+    body = saved.read_text()
+    expected = await console.stack.billing.get(
+        "/api/billing/usage.csv", params=shown_range, headers=bearer(company)
+    )
+    assert expected.status_code == 200
+    assert body == expected.text
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert len(rows) == len(await console.stack.usage(company)) == JOBS + 5
+    assert download.suggested_filename.startswith("usage-")
+
+    for url in watched.requests:
+        assert jwt not in url
+    assert watched.dialogs == []
+    assert watched.errors == []
+
+    await watched.page.set_viewport_size(NARROW)
+    await watched.screenshot("console-narrow")
+
+
+async def test_an_empty_company_gets_a_friendly_empty_state(
+    console: Console, watched: Watched, company: UUID
+) -> None:
+    await watched.page.goto(console.url(token(company)))
+    await watched.ready()
+    await watched.screenshot("empty")
+
+    assert await watched.testid("empty-state").is_visible()
+    assert await watched.text("period-spend") == "0.0000"
+    assert await watched.text("drafts-waiting") == "0"
+    assert await watched.text("budget-remaining") == "No budget set"
+    assert await cells(watched, "[data-testid=jobs-table] tbody td") == [
+        "No job has been billed yet."
+    ]
+    assert await watched.page.locator("[data-testid=daily-chart] rect.bar").count() == 0
+    assert watched.errors == []

@@ -1,0 +1,240 @@
+"""The v2 reads of a large ledger: job pages, drafts, the daily series and the CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from tests.integration.billing.conftest import ABANDONED_AFTER_HOURS, record
+from tests.support.auth import bearer
+from tests.support.events import generated, job_created
+from tests.support.stack import Stack
+
+HEADER = (
+    "id,createdAt,period,jobId,draftJobId,questionCount,promptTokens,completionTokens,"
+    "totalTokens,cost,modelUsed,priceId"
+)
+
+
+async def get(stack: Stack, company: UUID, path: str, **params: Any) -> Any:
+    response = await stack.billing.get(path, params=params, headers=bearer(company))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def refused(stack: Stack, company: UUID, path: str, **params: Any) -> list[str]:
+    """The fields a 422 names."""
+    response = await stack.billing.get(path, params=params, headers=bearer(company))
+    assert response.status_code == 422, response.text
+    return [error["field"] for error in response.json()["errors"]]
+
+
+async def jobs_with_costs(stack: Stack, company: UUID, questions: list[int]) -> list[UUID]:
+    jobs = [job_created(company) for _ in questions]
+    await record(stack, *jobs)
+    await record(
+        stack,
+        *(
+            generated(company, job_id=job.job_id, questions=count)
+            for job, count in zip(jobs, questions, strict=True)
+        ),
+    )
+    return [job.job_id for job in jobs]
+
+
+async def test_job_lines_come_a_page_at_a_time_by_cost_then_job(
+    billing: Stack, company: UUID
+) -> None:
+    ids = await jobs_with_costs(billing, company, [10, 30, 20, 30, 5])
+    expected = sorted(
+        zip(ids, ["0.1000", "0.3000", "0.2000", "0.3000", "0.0500"], strict=True),
+        key=lambda pair: (-float(pair[1]), str(pair[0])),
+    )
+
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    for _ in range(3):
+        page = await get(
+            billing, company, "/api/billing/summary", limit=2, **({"cursor": cursor} if cursor else {})
+        )
+        assert page["totals"]["cost"] == "0.9500"
+        seen += [(line["jobId"], line["cost"]) for line in page["jobs"]]
+        cursor = page["nextCursor"]
+    assert cursor is None
+    assert seen == [(str(job), cost) for job, cost in expected]
+
+    default = await get(billing, company, "/api/billing/summary")
+    assert len(default["jobs"]) == 5
+    assert default["nextCursor"] is None
+
+
+async def test_a_cursor_of_another_query_or_company_is_refused(
+    billing: Stack, company: UUID
+) -> None:
+    await jobs_with_costs(billing, company, [10, 20])
+    page = await get(billing, company, "/api/billing/summary", limit=1)
+    cursor = page["nextCursor"]
+    assert cursor
+
+    path = "/api/billing/summary"
+    assert await refused(billing, company, path, cursor=cursor, to="2030-01-01T00:00:00Z") == [
+        "cursor"
+    ]
+    assert await refused(billing, uuid.uuid4(), path, cursor=cursor) == ["cursor"]
+    assert await refused(billing, company, "/api/billing/drafts", cursor=cursor) == ["cursor"]
+    assert await refused(billing, company, path, cursor="bm90LWEtY3Vyc29y") == ["cursor"]
+    assert await refused(billing, company, path, limit=1001) == ["limit"]
+
+
+async def test_open_drafts_are_listed_oldest_first_and_filtered_by_abandoned(
+    billing: Stack, company: UUID
+) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(hours=ABANDONED_AFTER_HOURS + 2)
+    await record(
+        billing,
+        generated(company, at=old, draft="forgotten", questions=10),
+        generated(company, at=now - timedelta(minutes=1), draft="forgotten", questions=2),
+        generated(company, at=now - timedelta(hours=1), draft="in-progress", questions=10),
+        generated(company, at=old - timedelta(hours=1), draft="saved-later", questions=10),
+        generated(uuid.uuid4(), at=old, draft="forgotten", questions=50),
+    )
+    await record(billing, job_created(company, draft="saved-later"))
+
+    everything = await get(billing, company, "/api/billing/drafts")
+    assert [d["draftJobId"] for d in everything["drafts"]] == ["forgotten", "in-progress"]
+    forgotten = everything["drafts"][0]
+    assert (forgotten["cost"], forgotten["questionCount"], forgotten["generations"]) == (
+        "0.1200",
+        12,
+        2,
+    )
+    assert datetime.fromisoformat(forgotten["firstUsedAt"]) == old
+    assert forgotten["abandoned"] is True
+    assert everything["nextCursor"] is None
+
+    abandoned = await get(billing, company, "/api/billing/drafts", abandoned="true")
+    assert [d["draftJobId"] for d in abandoned["drafts"]] == ["forgotten"]
+    waiting = await get(billing, company, "/api/billing/drafts", abandoned="false")
+    assert [d["draftJobId"] for d in waiting["drafts"]] == ["in-progress"]
+
+    first = await get(billing, company, "/api/billing/drafts", limit=1)
+    second = await get(billing, company, "/api/billing/drafts", limit=1, cursor=first["nextCursor"])
+    assert [d["draftJobId"] for d in second["drafts"]] == ["in-progress"]
+    assert await refused(
+        billing, company, "/api/billing/drafts", abandoned="true", cursor=first["nextCursor"]
+    ) == ["cursor"]
+
+    # The summary counts them: the age is the draft's, not the range's.
+    summary = await get(billing, company, "/api/billing/summary")
+    assert (summary["drafts"]["count"], summary["drafts"]["abandoned"]) == (2, 1)
+    recent = await get(
+        billing, company, "/api/billing/summary", **{"from": (now - timedelta(hours=2)).isoformat()}
+    )
+    assert (recent["drafts"]["count"], recent["drafts"]["abandoned"]) == (2, 1)
+    assert recent["drafts"]["cost"] == "0.1200"
+
+
+async def test_the_daily_series_has_one_entry_per_day_with_usage(
+    billing: Stack, company: UUID
+) -> None:
+    job = job_created(company)
+    await record(billing, job)
+    midnight = datetime(2025, 3, 1, tzinfo=UTC)
+    await record(
+        billing,
+        generated(company, at=midnight - timedelta(microseconds=1), job_id=job.job_id, questions=1),
+        generated(company, at=midnight, job_id=job.job_id, questions=2),
+        generated(company, at=midnight + timedelta(hours=23), draft="d", questions=3),
+        generated(company, at=midnight + timedelta(days=3), draft="d", questions=4),
+        generated(uuid.uuid4(), at=midnight, draft="d", questions=50),
+    )
+
+    body = await get(
+        billing, company, "/api/billing/usage/daily", **{"from": "2025-02-28", "to": "2025-03-03"}
+    )
+
+    assert body["from"] == "2025-02-28"
+    assert body["to"] == "2025-03-03"
+    assert body["days"] == [
+        {"date": "2025-02-28", "generations": 1, "questionCount": 1, "cost": "0.0100"},
+        {"date": "2025-03-01", "generations": 2, "questionCount": 5, "cost": "0.0500"},
+    ]
+    longer = await get(
+        billing, company, "/api/billing/usage/daily", **{"from": "2025-03-04", "to": "2025-03-04"}
+    )
+    assert [day["cost"] for day in longer["days"]] == ["0.0400"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "2025-03-02", "to": "2025-03-01"}, "from"),
+        ({"from": "2024-01-01", "to": "2025-02-04"}, "to"),  # 401 days
+        ({"from": "2025-03-01"}, "to"),
+        ({"from": "yesterday", "to": "2025-03-01"}, "from"),
+    ],
+)
+async def test_a_daily_series_asked_wrongly_is_refused_naming_the_field(
+    billing: Stack, company: UUID, params: dict[str, str], field: str
+) -> None:
+    assert field in await refused(billing, company, "/api/billing/usage/daily", **params)
+
+
+async def test_400_days_are_answered(billing: Stack, company: UUID) -> None:
+    body = await get(
+        billing, company, "/api/billing/usage/daily", **{"from": "2024-01-01", "to": "2025-02-03"}
+    )
+    assert body["days"] == []
+
+
+async def test_the_csv_export_holds_the_company_rows_of_the_range_oldest_first(
+    billing: Stack, company: UUID
+) -> None:
+    job = job_created(company)
+    await record(billing, job)
+    t0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    await record(
+        billing,
+        generated(company, at=t0 + timedelta(hours=2), job_id=job.job_id, questions=7),
+        generated(company, at=t0, draft='with "quotes", and a comma', questions=3),
+        generated(company, at=t0 - timedelta(days=1), draft="before", questions=1),
+        generated(uuid.uuid4(), at=t0, draft="someone-else", questions=50),
+    )
+
+    response = await billing.billing.get(
+        "/api/billing/usage.csv",
+        params={"from": "2025-03-01T00:00:00Z", "to": "2025-04-01T00:00:00Z"},
+        headers=bearer(company),
+    )
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith("attachment; filename=") and disposition.endswith('.csv"')
+    lines = response.text.splitlines()
+    assert lines[0] == HEADER
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [row["draftJobId"] for row in rows] == ['with "quotes", and a comma', ""]
+    assert [row["jobId"] for row in rows] == ["", str(job.job_id)]
+    assert [row["cost"] for row in rows] == ["0.0300", "0.0700"]
+    assert [row["period"] for row in rows] == ["2025-03", "2025-03"]
+    assert rows[0]["createdAt"] == "2025-03-01T12:00:00.000000Z"
+    assert rows[1]["questionCount"] == "7"
+
+    everything = await billing.billing.get("/api/billing/usage.csv", headers=bearer(company))
+    assert len(everything.text.splitlines()) == 1 + 3
+
+
+async def test_usage_rows_carry_their_period_and_price(billing: Stack, company: UUID) -> None:
+    await record(billing, generated(company, at=datetime(2025, 1, 31, 23, 59, tzinfo=UTC)))
+    body = await get(billing, company, "/api/billing/usage")
+    [row] = body["items"]
+    assert row["period"] == "2025-01"
+    assert "priceId" in row

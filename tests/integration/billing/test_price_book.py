@@ -1,0 +1,185 @@
+"""The price book: versions with effective dates, every event priced by its occurredAt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+
+from services.billing.ledger.rules import Pricing
+from services.billing.prices.rules import DEFAULT_EPOCH, default_price_id
+from tests.integration.billing.conftest import record
+from tests.support.auth import bearer
+from tests.support.broker import drain
+from tests.support.events import generated
+from tests.support.stack import Stack
+
+OPERATOR = bearer(uuid.uuid4(), user="operator@example.com", roles=["platform:admin"])
+# The environment's price (0.10 per 10 questions, no margin) as the default since the epoch.
+DEFAULT_PRICE_ID = default_price_id(Pricing(), DEFAULT_EPOCH)
+
+
+async def set_price(
+    stack: Stack, company: UUID | str, body: dict[str, Any], headers: dict[str, str] = OPERATOR
+) -> httpx.Response:
+    return await stack.billing.put(
+        f"/api/billing/admin/companies/{company}/price", json=body, headers=headers
+    )
+
+
+def price(effective_from: datetime, amount: str = "0.1500", margin: str = "20") -> dict[str, Any]:
+    return {
+        "pricePer10Questions": amount,
+        "profitMarginPercent": margin,
+        "effectiveFrom": effective_from.isoformat(),
+    }
+
+
+async def ledger_rows(stack: Stack, company: UUID) -> dict[UUID, tuple[Decimal, UUID | None]]:
+    rows = await stack.fetch(
+        stack.dbs.billing,
+        "SELECT event_id, cost, price_id FROM question_generation_usage WHERE company_id = $1",
+        company,
+    )
+    return {row["event_id"]: (row["cost"], row["price_id"]) for row in rows}
+
+
+async def counts(stack: Stack) -> tuple[int, int]:
+    """Price versions, and events ever added to the outbox (its sequence only grows)."""
+    [row] = await stack.fetch(
+        stack.dbs.billing,
+        "SELECT (SELECT count(*) FROM price_versions) AS versions,"
+        " COALESCE(pg_sequence_last_value('outbox_id_seq'), 0) AS events",
+    )
+    return row["versions"], row["events"]
+
+
+async def test_a_price_bills_from_its_moment_on_and_never_reprices_history(
+    billing: Stack, company: UUID
+) -> None:
+    start = datetime.now(UTC)
+    earlier = generated(company, at=start - timedelta(minutes=5))
+    await record(billing, earlier)
+    before_change = await ledger_rows(billing, company)
+    assert before_change == {earlier.event_id: (Decimal("0.1000"), DEFAULT_PRICE_ID)}
+
+    effective_from = datetime.now(UTC) + timedelta(seconds=3)
+    response = await set_price(billing, company, price(effective_from))
+    assert response.status_code == 201, response.text
+    version = response.json()
+    new_price_id = UUID(version["priceId"])
+    assert version["pricePer10Questions"] == "0.1500"
+    assert version["profitMarginPercent"] == "20.0000"
+    assert datetime.fromisoformat(version["effectiveFrom"]) == effective_from
+    assert await ledger_rows(billing, company) == before_change  # no row touched
+
+    # Generated just before and just after the new price's moment.
+    just_before = generated(company, at=effective_from - timedelta(milliseconds=1))
+    await record(billing, just_before)
+    await asyncio.sleep(max(0.0, (effective_from - datetime.now(UTC)).total_seconds()))
+    after = generated(company, at=datetime.now(UTC))
+    # Replayed later (from the dead-letter queue, say): generated before the change.
+    replayed = generated(company, at=effective_from - timedelta(seconds=2))
+    await record(billing, after, replayed)
+    await record(billing, earlier)  # redelivered: nothing new, nothing re-priced
+
+    rows = await ledger_rows(billing, company)
+    old = (Decimal("0.1000"), DEFAULT_PRICE_ID)
+    new = (Decimal("0.1800"), new_price_id)  # 10 questions: 0.15 plus 20%
+    assert rows == {
+        earlier.event_id: old,
+        just_before.event_id: old,
+        replayed.event_id: old,
+        after.event_id: new,
+    }
+
+    answer = await billing.billing.get("/api/billing/price", headers=bearer(company))
+    assert answer.status_code == 200, answer.text
+    book = answer.json()
+    assert book["current"]["priceId"] == str(new_price_id)
+    assert [v["priceId"] for v in book["versions"]] == [str(new_price_id), str(DEFAULT_PRICE_ID)]
+    assert book["versions"][1]["isDefault"] is True
+    assert book["versions"][1]["pricePer10Questions"] == "0.1000"
+
+
+async def test_a_price_change_is_published_for_the_question_service(
+    billing: Stack, company: UUID
+) -> None:
+    effective_from = datetime.now(UTC) + timedelta(minutes=1)
+    response = await set_price(billing, company, price(effective_from, "0.2000", "0"))
+    assert response.status_code == 201, response.text
+
+    async def published() -> list[dict[str, Any]]:
+        messages = await drain(billing.topology.question_billing_queue_name)
+        return [json.loads(m.body) for m in messages if m.routing_key == "billing.price_changed.v1"]
+
+    seen: list[dict[str, Any]] = []
+    for _ in range(100):
+        seen += await published()
+        if any(event["companyId"] == str(company) for event in seen):
+            break
+        await asyncio.sleep(0.1)
+    [mine] = [event for event in seen if event["companyId"] == str(company)]
+    assert mine["priceId"] == response.json()["priceId"]
+    assert mine["pricePer10Questions"] == "0.2000"
+    assert mine["isDefault"] is False
+    assert datetime.fromisoformat(mine["effectiveFrom"]) == effective_from
+    # The environment's price, recorded as the default when billing started.
+    defaults = [event for event in seen if event["isDefault"]]
+    assert [event["priceId"] for event in defaults] == [str(DEFAULT_PRICE_ID)]
+    assert defaults[0]["companyId"] == "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"pricePer10Questions": "0.12345"}, "pricePer10Questions"),
+        ({"pricePer10Questions": "-0.1000"}, "pricePer10Questions"),
+        ({"pricePer10Questions": "ten"}, "pricePer10Questions"),
+        ({"pricePer10Questions": "NaN"}, "pricePer10Questions"),
+        ({"profitMarginPercent": "-1"}, "profitMarginPercent"),
+        ({"effectiveFrom": "2020-01-01T00:00:00Z"}, "effectiveFrom"),
+        ({"effectiveFrom": "yesterday"}, "effectiveFrom"),
+        ({"effectiveFrom": "2030-01-01"}, "effectiveFrom"),
+    ],
+)
+async def test_a_bad_price_is_422_naming_the_field_and_changes_nothing(
+    billing: Stack, company: UUID, body: dict[str, Any], field: str
+) -> None:
+    before = await counts(billing)
+    response = await set_price(
+        billing, company, {**price(datetime.now(UTC) + timedelta(minutes=1)), **body}
+    )
+    assert response.status_code == 422, response.text
+    assert field in {error["field"] for error in response.json()["errors"]}
+    assert await counts(billing) == before
+
+
+async def test_a_retroactive_price_by_a_moment_is_refused(billing: Stack, company: UUID) -> None:
+    before = await counts(billing)
+    response = await set_price(billing, company, price(datetime.now(UTC) - timedelta(seconds=1)))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "effectiveFrom"
+    assert "never re-priced" in response.json()["detail"]
+    assert await counts(billing) == before
+
+
+async def test_only_a_platform_admin_sets_prices(billing: Stack, company: UUID) -> None:
+    before = await counts(billing)
+    body = price(datetime.now(UTC) + timedelta(minutes=1))
+    for headers in (bearer(company), bearer(company, roles=["billing:admin"])):
+        response = await set_price(billing, company, body, headers)
+        assert response.status_code == 403, response.text
+        assert "platform:admin" in response.json()["detail"]
+    assert (await set_price(billing, company, body, {})).status_code == 401
+    nil = await set_price(billing, "00000000-0000-0000-0000-000000000000", body)
+    assert nil.status_code == 422
+    assert (await set_price(billing, "acme", body)).status_code == 422
+    assert await counts(billing) == before

@@ -1,0 +1,259 @@
+"""Threshold webhooks: signed, one eventId per (company, period, threshold), retried, listed."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from services.billing.budgets import handlers as budgets
+from services.billing.budgets.rules import period_of
+from services.billing.budgets.spend import record_spend
+from services.billing.webhooks.deliver import WebhookDeliverer
+from services.billing.webhooks.rules import DeliveryPolicy, threshold_event_id, verify
+from services.servicekit import db
+from tests.integration.billing.conftest import record
+from tests.integration.billing.webhook_receiver import Receiver
+from tests.support.auth import bearer
+from tests.support.databases import ServiceDatabases
+from tests.support.events import generated
+from tests.support.stack import Stack, start_stack
+from tests.support.waiting import eventually
+
+LOOPBACK = frozenset({"127.0.0.1"})
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    listening = Receiver(fail_first=2)
+    await listening.start()
+    yield listening
+    await listening.stop()
+
+
+@pytest.fixture
+async def billing_with_webhooks(dbs: ServiceDatabases, prefix: str) -> AsyncIterator[Stack]:
+    async with start_stack(
+        dbs,
+        prefix,
+        services=("billing",),
+        billing_overrides={
+            "webhook_allowed_hosts": "127.0.0.1",
+            "webhook_first_retry_seconds": 0.2,
+            "webhook_poll_seconds": 0.05,
+        },
+    ) as running:
+        yield running
+
+
+async def deliveries(stack: Stack, company: UUID, **params: Any) -> dict[str, Any]:
+    response = await stack.billing.get(
+        "/api/billing/webhooks/deliveries", params=params, headers=bearer(company)
+    )
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page
+
+
+async def test_thresholds_reach_the_receiver_signed_once_each_after_retries(
+    billing_with_webhooks: Stack, company: UUID, receiver: Receiver
+) -> None:
+    stack = billing_with_webhooks
+    response = await stack.billing.put(
+        "/api/billing/budget",
+        json={"monthlyLimit": "1.0000", "thresholds": [50, 100], "webhookUrl": receiver.url},
+        headers=bearer(company, roles=["billing:admin"]),
+    )
+    assert response.status_code == 200, response.text
+    secret = response.json()["webhookSecret"]
+    period = period_of(datetime.now(UTC))
+
+    await record(stack, *(generated(company) for _ in range(5)))  # 0.5000: 50%
+    await record(stack, *(generated(company) for _ in range(4)))  # 0.9000: nothing new
+    await record(stack, *(generated(company) for _ in range(3)))  # 1.0000 to 1.2000: 100%
+
+    def delivered(got: list[Any]) -> bool:
+        return len({r.json["eventId"] for r in got[receiver.fail_first :]}) == 2
+
+    await eventually(lambda: _received(receiver), until=delivered, timeout=30)
+    by_threshold = {r.json["threshold"]: r.json for r in receiver.received}
+    assert set(by_threshold) == {50, 100}
+    for threshold, body in by_threshold.items():
+        assert body["eventId"] == str(threshold_event_id(company, period, threshold))
+        assert body["type"] == "budget.threshold_reached"
+        assert (body["companyId"], body["period"]) == (str(company), period)
+        assert body["monthlyLimit"] == "1.0000"
+    assert by_threshold[50]["spent"] == "0.5000"
+    # The batch that reached 100% (one to three of the last events) says what was spent then.
+    assert by_threshold[100]["spent"] in ("1.0000", "1.1000", "1.2000")
+    for request in receiver.received:
+        assert verify(secret, request.headers["billing-signature"], request.body)
+        assert request.headers["content-type"] == "application/json"
+    # Retries carry the same eventId and the same bytes: the receiver saw each body once.
+    assert len({r.body for r in receiver.received}) == 2
+
+    page = await deliveries(stack, company)
+    attempts = page["deliveries"]
+    assert len(attempts) == len(receiver.received)
+    assert [a["outcome"] for a in attempts].count("delivered") == 2
+    assert [a["outcome"] for a in attempts].count("failed") == receiver.fail_first
+    assert all(a["statusCode"] in (200, 500) for a in attempts)
+    retried = [a for a in attempts if a["attempt"] > 1]
+    assert retried, "the failed deliveries were retried"
+    assert {a["eventId"] for a in attempts} == {b["eventId"] for b in by_threshold.values()}
+
+    # A page at a time, and another company sees none of it.
+    first = await deliveries(stack, company, limit=1)
+    second = await deliveries(stack, company, limit=1, cursor=first["nextCursor"])
+    assert first["deliveries"][0] == attempts[0]
+    assert second["deliveries"][0] == attempts[1]
+    assert (await deliveries(stack, uuid.uuid4()))["deliveries"] == []
+    foreign = await stack.billing.get(
+        "/api/billing/webhooks/deliveries",
+        params={"cursor": first["nextCursor"]},
+        headers=bearer(uuid.uuid4()),
+    )
+    assert foreign.status_code == 422
+    assert foreign.json()["errors"][0]["field"] == "cursor"
+
+
+async def _received(receiver: Receiver) -> list[Any]:
+    return list(receiver.received)
+
+
+class Clock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+async def pool(dbs: ServiceDatabases) -> AsyncIterator[asyncpg.Pool]:
+    opened = await db.create_pool(dbs.billing, min_size=1, max_size=5)
+    yield opened
+    await opened.close()
+
+
+async def cross_thresholds(pool: asyncpg.Pool, company: UUID, url: str, now: datetime) -> None:
+    """A budget with a webhook, then a batch's spend that reaches its threshold."""
+    async with pool.acquire() as conn, conn.transaction():
+        await budgets.set_budget(conn, company, Decimal("1.0000"), [100], url)
+    async with pool.acquire() as conn, conn.transaction():
+        await record_spend(conn, [(company, period_of(now), Decimal("1.0000"))], now)
+
+
+async def attempts_of(pool: asyncpg.Pool, company: UUID) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT a.attempt, a.attempted_at, a.outcome, d.status FROM webhook_attempts a"
+        " JOIN webhook_deliveries d ON d.id = a.delivery_id"
+        " WHERE a.company_id = $1 ORDER BY a.id",
+        company,
+    )
+
+
+async def test_a_receiver_down_for_hours_loses_nothing(pool: asyncpg.Pool, company: UUID) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    await receiver.stop()  # its port is known, and nothing listens on it
+    clock = Clock()
+    await cross_thresholds(pool, company, receiver.url, clock())
+    worker = WebhookDeliverer(
+        pool, allowed_hosts=LOOPBACK, policy=DeliveryPolicy(timeout_seconds=2), clock=clock
+    )
+    try:
+        # Five hours down: attempts fail, each recorded, each rescheduled with backoff.
+        down_until = clock() + timedelta(hours=5)
+        while clock() < down_until:
+            await worker.deliver_due()
+            clock.advance(minutes=1)
+        failed = await attempts_of(pool, company)
+        assert 8 <= len(failed) <= 16  # backoff: minutes apart at first, then an hour
+        assert {row["outcome"] for row in failed} == {"failed"}
+        assert {row["status"] for row in failed} == {"pending"}
+        gaps = [b["attempted_at"] - a["attempted_at"] for a, b in itertools.pairwise(failed)]
+        assert gaps[-1] > gaps[0]
+
+        await receiver.start()
+        for _ in range(120):  # up to two more hours: the next retry finds it up
+            await worker.deliver_due()
+            clock.advance(minutes=1)
+        assert len(receiver.received) == 1
+        assert receiver.received[0].json["eventId"] == str(
+            threshold_event_id(company, period_of(clock()), 100)
+        )
+        final = await attempts_of(pool, company)
+        assert final[-1]["outcome"] == "delivered"
+        assert final[-1]["status"] == "delivered"
+        assert len(final) == len(failed) + 1
+        clock.advance(hours=30)
+        assert await worker.deliver_due() == 0  # delivered is done: never sent again
+    finally:
+        await worker.stop()
+        await receiver.stop()
+
+
+async def test_a_receiver_down_for_24_hours_ends_the_retries(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    await receiver.stop()
+    clock = Clock()
+    started = clock()
+    await cross_thresholds(pool, company, receiver.url, started)
+    worker = WebhookDeliverer(
+        pool, allowed_hosts=LOOPBACK, policy=DeliveryPolicy(timeout_seconds=2), clock=clock
+    )
+    try:
+        while clock() <= started + timedelta(hours=25):
+            await worker.deliver_due()
+            clock.advance(minutes=5)
+    finally:
+        await worker.stop()
+    attempts = await attempts_of(pool, company)
+    assert attempts[-1]["status"] == "failed"
+    assert attempts[-1]["attempted_at"] >= started + timedelta(hours=24)
+    assert attempts[-2]["attempted_at"] < started + timedelta(hours=24)
+
+
+async def test_an_address_that_turns_internal_is_not_called(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    """DNS rebinding: the name was public when set, resolves to loopback when delivered."""
+    receiver = Receiver()
+    await receiver.start()
+    clock = Clock()
+    resolved: dict[str, list[str]] = {"hooks.example": ["93.184.216.34"]}
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return resolved.get(host, [])
+
+    url = f"http://hooks.example:{receiver.port}/hooks"
+    async with pool.acquire() as conn, conn.transaction():
+        await budgets.check_webhook_url(url, frozenset(), resolver)  # public now: accepted
+    await cross_thresholds(pool, company, url, clock())
+    resolved["hooks.example"] = ["127.0.0.1"]  # ... and loopback at delivery time
+    worker = WebhookDeliverer(pool, allowed_hosts=frozenset(), clock=clock, resolver=resolver)
+    try:
+        await worker.deliver_due()
+    finally:
+        await worker.stop()
+        await receiver.stop()
+    [attempt] = await attempts_of(pool, company)
+    assert attempt["outcome"] == "refused"
+    assert attempt["status"] == "pending"
+    assert receiver.received == []

@@ -1,0 +1,84 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from services.billing.ledger.rules import Pricing
+from services.billing.prices.rules import (
+    DEFAULT_EPOCH,
+    PriceBook,
+    PriceVersion,
+    RetroactivePrice,
+    check_not_retroactive,
+    default_needs_recording,
+    default_price_id,
+    environment_default,
+    in_force,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+COMPANY = uuid.uuid4()
+
+
+def version(at: datetime, price: str, *, company: uuid.UUID | None = COMPANY, seq: int = 0):
+    return PriceVersion(uuid.uuid4(), company, Pricing(Decimal(price)), at, seq)
+
+
+def test_the_version_in_force_is_the_latest_effective_at_or_before_the_instant() -> None:
+    old, new = version(T0, "0.10", seq=1), version(T0 + timedelta(days=1), "0.20", seq=2)
+    assert in_force([new, old], T0 - timedelta(seconds=1)) is None
+    assert in_force([new, old], T0) == old
+    assert in_force([new, old], T0 + timedelta(days=1) - timedelta(microseconds=1)) == old
+    assert in_force([new, old], T0 + timedelta(days=1)) == new
+    assert in_force([new, old], T0 + timedelta(days=30)) == new
+
+
+def test_of_two_versions_from_the_same_instant_the_later_added_wins() -> None:
+    first, second = version(T0, "0.10", seq=1), version(T0, "0.30", seq=2)
+    assert in_force([second, first], T0) == second
+    assert in_force([first, second], T0) == second
+
+
+def test_a_company_pays_the_default_until_its_own_version_is_in_force() -> None:
+    default = version(DEFAULT_EPOCH, "0.10", company=None, seq=1)
+    own = version(T0, "0.15", seq=2)
+    book = PriceBook.of([default, own])
+    assert book.price_at(COMPANY, T0 - timedelta(seconds=1)) == default
+    assert book.price_at(COMPANY, T0) == own
+    assert book.price_at(uuid.uuid4(), T0) == default
+
+
+def test_the_environment_price_is_the_default_since_the_epoch_with_a_stable_id() -> None:
+    assert PriceBook.of([]).price_at(COMPANY, T0) is None  # before billing first started
+    price = environment_default(Pricing(Decimal("0.25"), Decimal("10")))
+    assert price.is_default
+    assert price.effective_from == DEFAULT_EPOCH
+    assert price.price_id == default_price_id(price.pricing, DEFAULT_EPOCH)
+    assert PriceBook.of([price]).price_at(COMPANY, T0) == price
+
+
+def test_default_price_ids_are_stable_and_spelling_free() -> None:
+    a = default_price_id(Pricing(Decimal("0.10"), Decimal("0")), DEFAULT_EPOCH)
+    b = default_price_id(Pricing(Decimal("0.1000"), Decimal("0.00")), DEFAULT_EPOCH)
+    # Documented (docs/operations.md): the first default at the environment's 0.10, 0%.
+    assert a == b == uuid.UUID("87733cdb-60f4-5ae8-baae-7793a1d380b3")
+    assert default_price_id(Pricing(Decimal("0.20")), DEFAULT_EPOCH) != a
+    assert default_price_id(Pricing(Decimal("0.10")), T0) != a
+
+
+def test_a_price_may_start_now_or_later_never_before() -> None:
+    check_not_retroactive(T0, T0)
+    check_not_retroactive(T0 + timedelta(seconds=5), T0)
+    with pytest.raises(RetroactivePrice, match="never re-priced"):
+        check_not_retroactive(T0 - timedelta(microseconds=1), T0)
+
+
+def test_the_environment_price_is_recorded_only_when_it_changed() -> None:
+    env = Pricing(Decimal("0.10"))
+    assert default_needs_recording([], env)
+    recorded = [version(DEFAULT_EPOCH, "0.1000", company=None, seq=1)]
+    assert not default_needs_recording(recorded, env)
+    assert default_needs_recording(recorded, Pricing(Decimal("0.12")))
+    back = [*recorded, version(T0, "0.12", company=None, seq=2)]
+    assert default_needs_recording(back, env)

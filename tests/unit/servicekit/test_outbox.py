@@ -1,0 +1,19 @@
+"""Composing the business statement with its event: numbered by the helper, checked."""
+
+import pytest
+
+from services.servicekit.outbox import _composed
+
+INSERT = "INSERT INTO jobs (id, title) VALUES ($1, $2) RETURNING id"
+
+
+def test_the_event_parameters_follow_the_statements_own() -> None:
+    composed = _composed(INSERT, 2)
+    assert "VALUES ($1, $2)" in composed
+    assert "SELECT $3::uuid, $4::text, $5::jsonb, $6::text FROM written" in composed
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_arguments_that_do_not_match_the_statement_are_refused(count: int) -> None:
+    with pytest.raises(ValueError, match=r"uses parameters \[1, 2\]"):
+        _composed(INSERT, count)

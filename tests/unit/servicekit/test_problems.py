@@ -1,0 +1,85 @@
+"""Domain errors become problem documents in one place, by the table a service declares."""
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from services.servicekit.problems import (
+    PROBLEM_JSON,
+    ErrorMap,
+    ProblemOf,
+    documented,
+    install_problem_handlers,
+)
+
+
+class Unavailable(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("upstream unavailable")
+        self.retry_after = retry_after
+
+
+class Refused(Unavailable):
+    """A narrower error: its own entry wins over its base class's."""
+
+
+class Taken(Exception):
+    def __init__(self, owner: str) -> None:
+        super().__init__("already taken")
+        self.owner = owner
+
+
+ERRORS: ErrorMap = {
+    Unavailable: ProblemOf[Unavailable](
+        503, "upstream unavailable", headers=lambda exc: {"Retry-After": str(exc.retry_after)}
+    ),
+    Refused: ProblemOf[Refused](503, "upstream refused us", detail=lambda _: "refused"),
+    Taken: ProblemOf[Taken](409, "taken; `owner` names who", members=lambda e: {"owner": e.owner}),
+}
+
+
+def client_raising(error: Exception) -> TestClient:
+    app = FastAPI()
+    install_problem_handlers(app, ERRORS)
+
+    @app.get("/")
+    def fail() -> None:
+        raise error
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_a_declared_error_answers_its_status_headers_and_members() -> None:
+    unavailable = client_raising(Unavailable(7)).get("/")
+    taken = client_raising(Taken("job-1")).get("/")
+
+    assert unavailable.status_code == 503
+    assert unavailable.headers["retry-after"] == "7"
+    assert unavailable.headers["content-type"] == PROBLEM_JSON
+    assert unavailable.json()["detail"] == "upstream unavailable"
+    assert taken.status_code == 409
+    assert taken.json() == {
+        "type": "about:blank",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "already taken",
+        "owner": "job-1",
+    }
+
+
+def test_the_most_specific_entry_answers_a_subclass() -> None:
+    refused = client_raising(Refused(3)).get("/")
+    assert refused.json()["detail"] == "refused"
+    assert "retry-after" not in refused.headers
+
+
+def test_an_undeclared_error_is_a_500_without_its_message() -> None:
+    answer = client_raising(RuntimeError("secret detail")).get("/")
+    assert answer.status_code == 500
+    assert "secret" not in answer.text
+
+
+def test_the_same_table_documents_the_route() -> None:
+    responses = documented(ERRORS, {401: "no valid token"})
+    assert sorted(responses) == [401, 409, 422, 503]
+    assert responses[503]["description"] == "upstream unavailable; upstream refused us"
+    assert PROBLEM_JSON in responses[409]["content"]
