@@ -27,12 +27,14 @@ import uvloop
 
 from bench import (
     billing_throughput,
+    budget_overhead,
     cluster_throughput,
     end_to_end,
     generation_at_llm_latency,
     generation_endpoint,
     harness,
     job_creation,
+    ledger_reads,
     reconciliation,
     scale_out,
 )
@@ -46,7 +48,10 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "reconciliation": reconciliation.run,
     "scale_out": scale_out.run,
     "generation_at_llm_latency": generation_at_llm_latency.run,
+    "budget_overhead": budget_overhead.run,
     "cluster_throughput": cluster_throughput.run,
+    "ledger_reads": ledger_reads.run,
+    "rollup_write_cost": ledger_reads.run_write_cost,
 }
 
 

@@ -8,7 +8,6 @@ throughput. Its read API then answers wrong sums; never run it over a real ledge
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from services.billing.config import Settings
@@ -17,10 +16,10 @@ from services.servicekit.db import Connection
 from services.servicekit.serve import serve
 
 
-async def keep_nothing(conn: Connection, *args: Sequence[Any]) -> None:
+async def keep_nothing(conn: Connection, *args: Any, **kwargs: Any) -> None:
     return None
 
 
 if __name__ == "__main__":
-    store.keep = keep_nothing  # type: ignore[assignment]
+    store.keep = keep_nothing
     serve("services.billing.main:create_app", Settings())

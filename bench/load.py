@@ -75,6 +75,53 @@ class Connection:
     def close(self) -> None:
         self.writer.close()
 
+    def closed_by_server(self) -> bool:
+        """Whether the server closed it (its FIN already read by the event loop)."""
+        return self.reader.at_eof() or self.writer.is_closing()
+
+
+# Idle connections older than this are closed, not reused: shorter than the servers'
+# keep-alive (uvicorn's default is 5 s; ours is HTTP_KEEP_ALIVE_SECONDS), as real clients
+# do (httpx's keepalive_expiry is 5 s), so a request is never sent on a connection the
+# server is closing at that very moment.
+KEEPALIVE_EXPIRY = 4.0
+
+
+class Pool:
+    """Idle keep-alive connections, the most recently used first.
+
+    Before one is reused it is checked, as HTTP clients do: a connection the
+    server closed while it sat idle, or idle longer than `expiry`, is dropped and
+    a fresh one opened. (Reused unchecked, a connection opened during a spike and
+    left idle past the server's keep-alive timeout answers the next request with
+    an empty read: `IncompleteReadError`.)
+    """
+
+    def __init__(self, target: Target, *, expiry: float = KEEPALIVE_EXPIRY) -> None:
+        self.target = target
+        self.expiry = expiry
+        self._idle: list[tuple[Connection, float]] = []
+
+    async def fill(self, count: int) -> None:
+        for _ in range(count):
+            self.release(await Connection.open(self.target))
+
+    async def acquire(self) -> Connection:
+        while self._idle:
+            conn, since = self._idle.pop()
+            if not conn.closed_by_server() and time.monotonic() - since < self.expiry:
+                return conn
+            conn.close()
+        return await Connection.open(self.target)
+
+    def release(self, conn: Connection) -> None:
+        self._idle.append((conn, time.monotonic()))
+
+    def close(self) -> None:
+        for conn, _ in self._idle:
+            conn.close()
+        self._idle.clear()
+
 
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile; `pct` in 0..100."""
@@ -133,12 +180,13 @@ async def closed_loop(target: Target, concurrency: int, seconds: float) -> dict[
 async def steady(
     target: Target, rate: float, seconds: float, records: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    idle: list[Connection] = [await Connection.open(target) for _ in range(8)]
+    pool = Pool(target)
+    await pool.fill(8)
     latencies: list[float] = []
     late = 0
 
     async def one() -> None:
-        conn = idle.pop() if idle else await Connection.open(target)
+        conn = await pool.acquire()
         sent = time.perf_counter()
         try:
             status, body = await conn.send(target.request)
@@ -148,7 +196,7 @@ async def steady(
             return
         answered = time.time()
         latencies.append(time.perf_counter() - sent)
-        idle.append(conn)
+        pool.release(conn)
         record: dict[str, Any] = {"status": status, "at": answered}
         if status == 200:
             record["id"] = json.loads(body)["generationId"]
@@ -167,8 +215,7 @@ async def steady(
         tasks.append(asyncio.create_task(one()))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
-    for conn in idle:
-        conn.close()
+    pool.close()
     errors = sum(1 for record in records if record["status"] != 200)
     return load_report(len(records), errors, elapsed, latencies, late_sends=late)
 

@@ -28,6 +28,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from contracts.topology import Topology
 from services.billing.config import Settings
 from services.billing.ledger.messages import DETAIL, FAILURE_HEADERS, REASON, original_routing_key
+from services.servicekit import broker
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ async def replay(
     out: TextIO = sys.stdout,
 ) -> Replayed:
     topology = Topology(settings.rabbitmq_topology_prefix)
-    connection = await aio_pika.connect(settings.rabbitmq_url)
+    connection = await broker.connect(settings.rabbitmq_url)
     async with connection:
         # Confirms, and an unroutable publish (no billing queue) raises instead of vanishing.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 
+from contracts.events import FOUR_PLACES
+from services.question_gen.budgets.rules import BudgetExceeded
 from services.question_gen.generation import MalformedAnswer
 from services.question_gen.handlers import QuestionGenerator
 from services.question_gen.llm import LlmCredentialsRefused, LlmTimeout, LlmUnavailable
@@ -20,8 +22,21 @@ def _not_billed(exc: Exception) -> str:
     return f"{exc}; nothing was billed"
 
 
+# The problem type of a request refused by its company's monthly budget.
+BUDGET_EXCEEDED = "urn:problem-type:budget-exceeded"
+
 # A failed generation is billed nothing, and the answer says so.
 ERRORS: ErrorMap = {
+    BudgetExceeded: ProblemOf[BudgetExceeded](
+        402,
+        "the company's monthly budget has no room for this request; nothing billed",
+        members=lambda exc: {
+            "type": BUDGET_EXCEEDED,
+            "title": "Payment Required",
+            "period": exc.period,
+            "cost": str(exc.cost.quantize(FOUR_PLACES)),
+        },
+    ),
     MalformedAnswer: ProblemOf[MalformedAnswer](
         502, "the LLM's answer was malformed; nothing billed", detail=_not_billed
     ),

@@ -36,6 +36,15 @@ class Settings(PublisherSettings):
     idempotency_wait_seconds: float = Field(
         default=35.0, gt=0, description="How long a retry waits for the first request to finish."
     )
+    budget_hold_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="A budget reservation left by a request that died is released after this "
+        "(unset: LLM_TIMEOUT_SECONDS + 30, longer than any request).",
+    )
+    budget_refresh_seconds: float = Field(
+        default=1.0, ge=0, le=1.5, description="How long a process trusts what it read of a budget."
+    )
 
     @field_validator("openai_base_url", mode="before")
     @classmethod
@@ -44,6 +53,10 @@ class Settings(PublisherSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return OPENAI_BASE_URL
         return value
+
+    @property
+    def budget_hold(self) -> float:
+        return self.budget_hold_seconds or self.llm_timeout_seconds + 30
 
     @property
     def uses_openai(self) -> bool:

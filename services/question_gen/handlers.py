@@ -12,6 +12,7 @@ import structlog
 
 from contracts.events import QuestionsGenerated
 from services.question_gen import store
+from services.question_gen.budgets.guard import BudgetGuard, Reservation
 from services.question_gen.config import Settings
 from services.question_gen.generation import Answer
 from services.question_gen.llm import QuestionWriter
@@ -67,6 +68,7 @@ class QuestionGenerator:
     pool: asyncpg.Pool
     writer: QuestionWriter
     settings: Settings
+    budget: BudgetGuard
 
     @property
     def _replay(self) -> Idempotent[GenerateQuestionsResponse]:
@@ -82,14 +84,33 @@ class QuestionGenerator:
     async def generate(
         self, company_id: UUID, request: GenerateQuestionsRequest, idempotency_key: str | None
     ) -> GenerateQuestionsResponse:
-        """The questions, recorded and billed once; on an idempotent retry the first answer."""
+        """The questions, recorded and billed once; on an idempotent retry the first answer.
 
-        async def record(conn: Connection, answer: Answer) -> GenerateQuestionsResponse:
-            return await self._record(conn, company_id, request, answer)
+        Within the company's budget: its worst case is reserved before the LLM is
+        called (`BudgetExceeded` if it does not fit), and settled with the generation.
+        """
 
-        return await self._replay.run_slow(
-            company_id, idempotency_key, request, lambda: self._ask(request), record
-        )
+        async def ask() -> tuple[Answer, Reservation | None]:
+            reservation = await self.budget.reserve(company_id, request.number_of_questions)
+            try:
+                return await self._ask(request), reservation
+            except BaseException:
+                if reservation is not None:
+                    await self.budget.release(reservation)
+                raise
+
+        async def record(
+            conn: Connection, asked: tuple[Answer, Reservation | None]
+        ) -> GenerateQuestionsResponse:
+            answer, reservation = asked
+            try:
+                return await self._record(conn, company_id, request, answer, reservation)
+            except BaseException:
+                if reservation is not None:
+                    await self.budget.release(reservation)
+                raise
+
+        return await self._replay.run_slow(company_id, idempotency_key, request, ask, record)
 
     async def _ask(self, request: GenerateQuestionsRequest) -> Answer:
         with observe_llm_call(self.writer.model) as call:
@@ -103,9 +124,15 @@ class QuestionGenerator:
         company_id: UUID,
         request: GenerateQuestionsRequest,
         answer: Answer,
+        reservation: Reservation | None,
     ) -> GenerateQuestionsResponse:
         event = generation_event(company_id, request, answer)
-        await store.record_generation(conn, event, correlation_id=current_correlation_id())
+        # Under a budget the row settles its reservation: it carries the reservation and
+        # the generation's cost, written with the row and its event in one statement.
+        settles = await self.budget.settlement(conn, reservation, event) if reservation else None
+        await store.record_generation(
+            conn, event, correlation_id=current_correlation_id(), settles=settles
+        )
         log.info(
             "questions generated",
             generation_id=str(event.event_id),

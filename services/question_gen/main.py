@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.question_gen.api import ERRORS, router
+from services.question_gen.budgets.consume import BillingEventsConsumer
+from services.question_gen.budgets.guard import BudgetGuard
 from services.question_gen.config import Settings
 from services.question_gen.handlers import QuestionGenerator
 from services.question_gen.llm import OpenAIWriter, QuestionWriter
@@ -40,10 +42,22 @@ def create_app(
     @asynccontextmanager
     async def generating(app: FastAPI, runtime: PublisherRuntime) -> AsyncIterator[None]:
         question_writer = writer or make_writer(settings)
-        app.state.generator = QuestionGenerator(runtime.pool, question_writer, settings)
+        budget = BudgetGuard(
+            runtime.pool,
+            hold_seconds=settings.budget_hold,
+            refresh_seconds=settings.budget_refresh_seconds,
+        )
+        billing_events = BillingEventsConsumer(
+            runtime.pool, runtime.broker, runtime.topology, on_change=budget.forget
+        )
+        app.state.generator = QuestionGenerator(runtime.pool, question_writer, settings, budget)
+        budget.start()
+        billing_events.start()
         try:
             yield
         finally:
+            await billing_events.stop()
+            await budget.stop()
             await question_writer.close()
 
     return service_app(

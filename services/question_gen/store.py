@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from contracts.events import QuestionsGenerated
+from services.question_gen.budgets.rules import Settlement
 from services.servicekit import outbox
 from services.servicekit.db import Connection
 
-# Remember a generation (its id is the event's id); written with its event.
+# Remember a generation (its id is the event's id); written with its event. Under a
+# budget it also settles its reservation (`budgets/`): the reservation and the cost.
 RECORD_GENERATION = """
 INSERT INTO generations (
     id, company_id, job_id, draft_job_id, question_count,
-    prompt_tokens, completion_tokens, total_tokens, model, created_at
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    prompt_tokens, completion_tokens, total_tokens, model, created_at, reservation_id, cost
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 RETURNING id
 """
 
 
 async def record_generation(
-    conn: Connection, event: QuestionsGenerated, *, correlation_id: str | None
+    conn: Connection,
+    event: QuestionsGenerated,
+    *,
+    correlation_id: str | None,
+    settles: Settlement | None = None,
 ) -> None:
     """The generation row and its QuestionsGenerated event: one round trip, atomic."""
     arguments = (
@@ -31,6 +37,8 @@ async def record_generation(
         event.total_tokens,
         event.model,
         event.occurred_at,
+        settles.reservation_id if settles else None,
+        settles.cost if settles else None,
     )
     await outbox.write_with_event(
         conn, RECORD_GENERATION, arguments, event, correlation_id=correlation_id

@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import aio_pika
 import structlog
 from aio_pika import RobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from faststream.rabbit import Channel, RabbitBroker
 from yarl import URL
 
@@ -111,6 +113,16 @@ class FailoverConnection(RobustConnection):
             return
         assert failure is not None
         raise failure
+
+
+async def connect(url: str) -> AbstractRobustConnection:
+    """A robust aio-pika connection on `url` (one node, or several), for one-shot tools."""
+    first, *alternates = (with_heartbeat(node) for node in broker_urls(url))
+    return await aio_pika.connect_robust(
+        first,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        connection_class=functools.partial(FailoverConnection, alternates=alternates),
+    )
 
 
 def make_broker(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from services.servicekit.body_limit import BodyLimitMiddleware
 from services.servicekit.health import Check, ChecksFactory, health_router
 from services.servicekit.logs import CorrelationMiddleware, configure_logging
 from services.servicekit.metrics import HttpMetricsMiddleware
@@ -84,6 +85,7 @@ def build_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
     install_problem_handlers(app, errors)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router(readiness))

@@ -18,4 +18,5 @@ def serve(factory: str, settings: ServiceSettings) -> None:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
+        timeout_keep_alive=settings.http_keep_alive_seconds,
     )

@@ -41,6 +41,16 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
     graceful_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="A request body over this many bytes: 413."
+    )
+    http_keep_alive_seconds: int = Field(
+        default=75,
+        ge=1,
+        description="How long an idle HTTP connection is kept open: longer than the idle "
+        "timeout of any proxy or load balancer in front (those reuse it, and must never be "
+        "the ones to find it closed).",
+    )
 
     @field_validator("rabbitmq_url")
     @classmethod

@@ -112,10 +112,17 @@ async def console(dbs: ServiceDatabases, prefix: str) -> AsyncIterator[Console]:
         billing_overrides={"abandoned_draft_after_hours": ABANDONED_AFTER_HOURS},
     ) as stack:
         app = stack.apps["billing"]
-        if not any(getattr(route, "path", None) == "/billing" for route in app.routes):
-            from services.billing.console.router import router  # TEMPORARY until main.py wires it
+        # TEMPORARY until main.py wires them
+        import importlib
 
-            app.include_router(router)
+        paths = {getattr(route, "path", None) for route in app.routes}
+        for module, path in (
+            ("services.billing.console.router", "/billing"),
+            ("services.billing.budgets.api", "/api/billing/budget"),
+            ("services.billing.statements.api", "/api/billing/statements/{period}"),
+        ):
+            if path not in paths:
+                app.include_router(importlib.import_module(module).router)
         async with serving(app) as base_url:
             yield Console(stack, base_url)
 

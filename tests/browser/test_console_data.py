@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
@@ -125,7 +125,14 @@ async def test_every_part_holds_what_the_api_says(
     link = await watched.testid("csv-download").get_attribute("href")
     assert link is not None
     shown_range = {name: values[0] for name, values in parse_qs(urlsplit(link).query).items()}
-    daily = await console.api(company, "/api/billing/usage/daily", **shown_range)
+    first_day = datetime.fromisoformat(shown_range["from"])
+    end = datetime.fromisoformat(shown_range["to"])
+    assert (first_day.time(), end.time()) == (time(0), time(0))
+    assert (end - first_day).days == 90
+    last_day = (end - timedelta(days=1)).date()
+    daily = await console.api(
+        company, "/api/billing/usage/daily", **{"from": str(first_day.date()), "to": str(last_day)}
+    )
     bars = watched.page.locator("[data-testid=daily-chart] rect.bar")
     drawn = {
         (await bar.get_attribute("data-date"), await bar.get_attribute("data-cost"))

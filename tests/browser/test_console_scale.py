@@ -41,7 +41,8 @@ SELECT gen_random_uuid(), $1::uuid, job_id, draft_job_id, 100, 200, 300, questio
        (questions * 0.01)::numeric(10, 4), 'gpt-4o', at,
        to_char(at AT TIME ZONE 'UTC', 'YYYY-MM')
 FROM (
-    SELECT md5($1::uuid::text || '/job/' || (n / $4::int))::uuid AS job_id, NULL::text AS draft_job_id,
+    SELECT md5($1::uuid::text || '/job/' || (n / $4::int))::uuid AS job_id,
+           NULL::text AS draft_job_id,
            1 + n % 19 AS questions,
            now() - ((n % 7919) / 7919.0) * interval '89 days' AS at
     FROM generate_series(0, $2::int - 1) AS n
@@ -86,9 +87,9 @@ async def test_the_page_loads_in_under_a_second_at_a_million_rows(
     await rebuild_all(console.stack.dbs.billing, rows_per_group=500_000, check=False)
     rebuilt = time.perf_counter() - started - loaded
 
-    # Side by side, alternating, after one visit each to warm the caches.
-    await load_time_ms(watched, console, small)
-    await load_time_ms(watched, console, company)
+    # Side by side, alternating; the first visit of each (cold caches) counts too.
+    cold_small = await load_time_ms(watched, console, small)
+    cold_large = await load_time_ms(watched, console, company)
     small_ms, large_ms = [], []
     for _ in range(5):
         small_ms.append(await load_time_ms(watched, console, small))
@@ -100,7 +101,8 @@ async def test_the_page_loads_in_under_a_second_at_a_million_rows(
     print(
         f"\n{ROWS} rows loaded in {loaded:.1f}s, rollups rebuilt in {rebuilt:.1f}s; "
         f"page ready: 10 rows {median_small:.0f} ms, {ROWS} rows {median_large:.0f} ms "
-        f"(median of 5; max {max(large_ms):.0f} ms; ratio {median_large / median_small:.2f})"
+        f"(median of 5; max {max(large_ms):.0f} ms; ratio {median_large / median_small:.2f}); "
+        f"first visit: {cold_small:.0f} ms and {cold_large:.0f} ms"
     )
-    assert max(large_ms) < BUDGET_MS, large_ms
+    assert max(cold_large, *large_ms) < BUDGET_MS, (cold_large, large_ms)
     assert watched.errors == []

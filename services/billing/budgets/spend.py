@@ -1,18 +1,16 @@
-"""Step 7 of recording a batch: what it added to each (company, period), and what follows.
+"""Step 7 of recording a batch: what follows from the periods' new totals.
 
-In the batch's own transaction: the period's spent grows; every threshold the
-new total has reached enqueues its webhook delivery (once per company, period
-and threshold, ever); and one `SpendRecorded` per (company, period) goes to
-billing's outbox for the question service.
+In the batch's own transaction, after the rollups (step 5) hold each period's
+new total: every threshold a total has reached enqueues its webhook delivery
+(once per company, period and threshold, ever), and one `SpendRecorded` per
+(company, period) goes to billing's outbox for the question service.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
 from uuid import UUID
 
 from contracts.events import SpendRecorded
@@ -56,15 +54,13 @@ def spend_recorded(spend: PeriodSpend, now: datetime) -> SpendRecorded:
 
 
 async def record_spend(
-    conn: Connection, billed: Iterable[tuple[UUID, str, Decimal]], now: datetime
+    conn: Connection, billed: Iterable[tuple[UUID, str]], now: datetime
 ) -> list[PeriodSpend]:
-    """`billed`: (company, period, cost) of each usage row this batch inserted."""
-    totals: dict[tuple[UUID, str], Decimal] = defaultdict(Decimal)
-    for company_id, period, cost in billed:
-        totals[(company_id, period)] += cost
-    if not totals:
+    """`billed`: (company, period) of each usage row this batch inserted, after step 5."""
+    periods = sorted(set(billed))
+    if not periods:
         return []
-    spends = await store.add_spend(conn, [(c, p, amount) for (c, p), amount in totals.items()])
+    spends = await store.spent_after(conn, periods)
     await webhooks.enqueue(conn, [d for spend in spends for d in deliveries_for(spend, now)])
     await store.enqueue_events(conn, [spend_recorded(spend, now) for spend in spends])
     return spends

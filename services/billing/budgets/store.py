@@ -35,23 +35,20 @@ RETURNING monthly_limit, thresholds, webhook_url, revision, webhook_secret,
     webhook_secret IS NOT DISTINCT FROM $5 AND webhook_url IS NOT NULL AS secret_is_new
 """
 
-SPENT = "SELECT spent FROM period_spend WHERE company_id = $1 AND period = $2"
+# Spent: what billing billed the company in the period, from the per-period rollup.
+SPENT = "SELECT cost FROM rollup_periods WHERE company_id = $1 AND period = $2"
 
-# Add a batch's cost per (company, period); the row lock orders concurrent batches, so
-# each sees the total including every batch committed before it. Sorted: no deadlock.
-ADD_SPEND = """
-WITH added AS (
-    INSERT INTO period_spend AS s (company_id, period, spent)
-    SELECT company_id, period, amount
-    FROM unnest($1::uuid[], $2::text[], $3::numeric[]) AS a(company_id, period, amount)
-    ORDER BY company_id, period
-    ON CONFLICT (company_id, period) DO UPDATE SET spent = s.spent + EXCLUDED.spent
-    RETURNING company_id, period, spent
-)
-SELECT a.company_id, a.period, a.spent, b.monthly_limit, b.thresholds,
+# The periods a batch billed, with their totals after it, and the companies' budgets.
+# Exact between concurrent batches: the batch's rollup update (step 5) holds each
+# (company, period) row's lock until commit, so another batch's update of the same row
+# waits for this one, and its read here then sees this batch's total included.
+SPENT_AFTER = """
+SELECT k.company_id, k.period, p.cost AS spent, b.monthly_limit, b.thresholds,
        b.webhook_url IS NOT NULL AS has_webhook
-FROM added a
-LEFT JOIN budgets b ON b.company_id = a.company_id
+FROM unnest($1::uuid[], $2::text[]) AS k(company_id, period)
+JOIN rollup_periods p ON p.company_id = k.company_id AND p.period = k.period
+LEFT JOIN budgets b ON b.company_id = k.company_id
+ORDER BY k.company_id, k.period
 """
 
 
@@ -123,16 +120,13 @@ async def spent(conn: Connection, company_id: UUID, period: str) -> Decimal:
     return value if value is not None else Decimal("0.0000")
 
 
-async def add_spend(
-    conn: Connection, amounts: Sequence[tuple[UUID, str, Decimal]]
-) -> list[PeriodSpend]:
-    if not amounts:
+async def spent_after(conn: Connection, periods: Sequence[tuple[UUID, str]]) -> list[PeriodSpend]:
+    if not periods:
         return []
     rows = await conn.fetch(
-        ADD_SPEND,
-        [company for company, _, _ in amounts],
-        [period for _, period, _ in amounts],
-        [amount for _, _, amount in amounts],
+        SPENT_AFTER,
+        [company for company, _ in periods],
+        [period for _, period in periods],
     )
     return [
         PeriodSpend(

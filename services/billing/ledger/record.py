@@ -28,6 +28,9 @@ from services.billing.ledger import store
 from services.billing.ledger.rules import Charge, Entry, Placement, lock_keys, place, references
 from services.billing.ledger.store import Attached, UsageRow
 from services.billing.metrics import BATCH_SIZE, TRANSIENT_RETRIES
+from services.billing.rollups import store as rollups
+from services.billing.rollups.rules import Amounts, Line
+from services.billing.statements.rules import Period
 from services.servicekit.db import Connection, is_transient
 
 log = structlog.get_logger(__name__)
@@ -122,6 +125,15 @@ async def record_events(conn: Connection, entries: Sequence[Entry]) -> dict[UUID
     rows = [usage_row(charge, place(charge.event, known)) for charge in charges]
     inserted = await store.insert_usage(conn, rows)
     attached = await store.attach_drafts(conn, jobs)
+    # Steps 5 and 6: the rollups of the rows inserted and of the drafts moved, written once
+    # after both, so every rollup row of the batch is locked in one order (rollup by
+    # rollup, keys sorted) and two batches can never deadlock on them.
+    await rollups.keep(
+        conn,
+        inserted=[rollup_line(row) for row in rows if row.event_id in inserted],
+        moved=[moved_line(row) for row in attached],
+        reconciled=reconciled_drafts(jobs),
+    )
 
     recorded: dict[UUID, Recorded] = {
         row.event_id: UsageRecorded(
@@ -150,7 +162,53 @@ def usage_row(charge: Charge, placement: Placement) -> UsageRow:
         cost=charge.cost,
         model_used=event.model,
         created_at=event.occurred_at,
+        period=str(Period.of(event.occurred_at)),
     )
+
+
+def rollup_line(row: UsageRow) -> Line:
+    return Line(
+        row.company_id,
+        row.job_id,
+        row.draft_job_id,
+        row.created_at,
+        row.period,
+        row.late,
+        Amounts(
+            1,
+            row.question_count,
+            row.cost,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.total_tokens,
+        ),
+    )
+
+
+def moved_line(row: Attached) -> Line:
+    return Line(
+        row.company_id,
+        row.job_id,
+        None,
+        row.created_at,
+        row.period,
+        row.late,
+        Amounts(
+            1,
+            row.question_count,
+            row.cost,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.total_tokens,
+        ),
+    )
+
+
+def reconciled_drafts(jobs: Sequence[JobCreated]) -> list[tuple[UUID, str]]:
+    """The draft keys a JobCreated empties: its job's id and its draft's id."""
+    keys = [(job.company_id, str(job.job_id)) for job in jobs]
+    keys += [(job.company_id, job.draft_job_id) for job in jobs if job.draft_job_id is not None]
+    return keys
 
 
 def reconciled(job: JobCreated, attached: list[Attached]) -> DraftsReconciled:

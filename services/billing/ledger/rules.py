@@ -14,14 +14,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
-from contracts.events import JobCreated, QuestionsGenerated
-
-FOUR_PLACES = Decimal("0.0001")
-MAX_COST = Decimal("999999.9999")  # DECIMAL(10, 4)
-
-
-class PriceOutOfRange(ValueError):
-    """The cost does not fit the ledger's DECIMAL(10, 4)."""
+from contracts.events import FOUR_PLACES, JobCreated, QuestionsGenerated
+from contracts.pricing import PriceOutOfRange as PriceOutOfRange
+from contracts.pricing import question_cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +41,10 @@ class Pricing:
     profit_margin_percent: Decimal = Decimal("0")
 
     def cost(self, question_count: int) -> Decimal:
-        """`count / 10 * price`, plus the margin, rounded half-up to 4 places."""
-        base = Decimal(question_count) / Decimal(10) * self.price_per_10_questions
-        cost = (base * (1 + self.profit_margin_percent / Decimal(100))).quantize(
-            FOUR_PLACES, rounding=ROUND_HALF_UP
+        """The one pricing rule (`contracts.pricing`): shared with the question service."""
+        return question_cost(
+            question_count, self.price_per_10_questions, self.profit_margin_percent
         )
-        if cost > MAX_COST:
-            raise PriceOutOfRange(f"cost {cost} of {question_count} questions exceeds {MAX_COST}")
-        return cost
 
     def charge(self, event: QuestionsGenerated) -> Charge:
         return Charge(event, self.cost(event.question_count))

@@ -38,11 +38,11 @@ JOIN known_jobs k ON k.company_id = ref.company_id AND k.draft_job_id = ref.draf
 INSERT_USAGE = """
 INSERT INTO question_generation_usage (
     event_id, company_id, job_id, draft_job_id, prompt_tokens, completion_tokens,
-    total_tokens, question_count, cost, model_used, created_at
+    total_tokens, question_count, cost, model_used, created_at, period
 )
 SELECT * FROM unnest(
     $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::int[],
-    $7::int[], $8::int[], $9::numeric[], $10::text[], $11::timestamptz[]
+    $7::int[], $8::int[], $9::numeric[], $10::text[], $11::timestamptz[], $12::text[]
 )
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
@@ -56,7 +56,8 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS j(company_id, job_id, draft_j
 WHERE u.company_id = j.company_id
   AND u.draft_job_id IS NOT NULL
   AND u.draft_job_id = ANY(ARRAY[j.job_id::text, j.draft_job_id])
-RETURNING j.job_id, u.question_count, u.cost
+RETURNING j.job_id, u.question_count, u.cost, u.company_id, u.created_at, u.period, u.late,
+    u.prompt_tokens, u.completion_tokens, u.total_tokens
 """
 
 
@@ -73,13 +74,24 @@ class UsageRow:
     cost: Decimal
     model_used: str
     created_at: datetime
+    period: str
+    late: bool = False
 
 
 @dataclass(frozen=True)
 class Attached:
+    """A draft row now on its job."""
+
     job_id: UUID
     question_count: int
     cost: Decimal
+    company_id: UUID
+    created_at: datetime
+    period: str
+    late: bool
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
 async def lock(conn: Connection, keys: Sequence[int]) -> None:
@@ -130,6 +142,7 @@ async def insert_usage(conn: Connection, rows: Sequence[UsageRow]) -> set[UUID]:
         [row.cost for row in rows],
         [row.model_used for row in rows],
         [row.created_at for row in rows],
+        [row.period for row in rows],
     )
     return {record["event_id"] for record in inserted}
 
@@ -143,4 +156,4 @@ async def attach_drafts(conn: Connection, jobs: Sequence[JobCreated]) -> list[At
         [job.job_id for job in jobs],
         [job.draft_job_id for job in jobs],
     )
-    return [Attached(row["job_id"], row["question_count"], row["cost"]) for row in rows]
+    return [Attached(**dict(row)) for row in rows]

@@ -35,21 +35,6 @@ CREATE TABLE budgets (
     CONSTRAINT budgets_secret_with_url CHECK ((webhook_url IS NULL) = (webhook_secret IS NULL))
 );
 
--- What billing has billed each company per billing period: added to in the same
--- transaction as the usage rows, one row lock per (company, period), so concurrent
--- batches see each other's totals (thresholds are never missed between them).
-CREATE TABLE period_spend (
-    company_id UUID NOT NULL,
-    period TEXT NOT NULL,
-    spent NUMERIC(18, 4) NOT NULL DEFAULT 0,
-    PRIMARY KEY (company_id, period)
-);
-
-INSERT INTO period_spend (company_id, period, spent)
-SELECT company_id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM'), sum(cost)
-FROM question_generation_usage
-GROUP BY 1, 2;
-
 -- One threshold webhook per (company, period, threshold), ever. The body is fixed
 -- when enqueued (same eventId and bytes on every retry); attempts are leased by
 -- moving next_attempt_at, so several billing processes share the work.

@@ -1,22 +1,38 @@
-"""The billing read API: a company's usage rows and its summary. Thin: validate, read, shape."""
+"""The billing read API: usage rows, the summary, drafts, the daily series and the CSV export.
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BeforeValidator
 
 from contracts.events import DraftId
 from services.billing.config import Settings
 from services.billing.reads import queries
-from services.billing.reads.queries import Period, SummaryRows, UsageFilter
+from services.billing.reads.export import stream_usage_csv
+from services.billing.reads.queries import JobsAfter, Period, UsageFilter
+from services.billing.reads.rules import (
+    DEFAULT_PAGE,
+    MAX_DAYS,
+    MAX_PAGE,
+    cut_into_days,
+    days_between,
+    decode_cursor,
+    encode_cursor,
+    refuse_cursor,
+)
 from services.billing.reads.schemas import (
-    AbandonedDraft,
+    DailySeries,
+    Draft,
+    DraftPage,
     DraftTotals,
     JobLine,
     Summary,
@@ -107,6 +123,25 @@ async def list_usage(
     )
 
 
+@router.get("/usage/daily", response_model=DailySeries, responses=ERRORS)
+async def get_daily(
+    principal: CurrentPrincipal,
+    pool: Pool,
+    from_: Annotated[date, Query(alias="from", description="First UTC day, YYYY-MM-DD.")],
+    to: Annotated[date, Query(description="Last UTC day, YYYY-MM-DD, included.")],
+) -> DailySeries:
+    """Usage per UTC day, oldest first: one entry per day with usage, at most 400 days."""
+    if from_ > to:
+        raise _invalid("from", "must not be after to")
+    if days_between(from_, to) > MAX_DAYS:
+        raise _invalid("to", f"at most {MAX_DAYS} days from from (both included)")
+    async with pool.acquire() as conn:
+        rows = await queries.daily(conn, principal.company_id, from_, to)
+    return DailySeries.model_validate(
+        {"from": from_, "to": to, "days": [{"date": row["day"], **dict(row)} for row in rows]}
+    )
+
+
 @router.get(
     "/usage/{usage_id}",
     response_model=Usage,
@@ -126,43 +161,130 @@ async def get_summary(
     pool: Pool,
     settings: Annotated[Settings, Depends(get_settings)],
     within: InPeriod,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description="Job lines per page.")
+    ] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Summary:
-    """Totals of the period, one line per job, and the drafts still waiting for their job."""
-    # One snapshot, so that the totals equal the sum of the lines even while the worker writes.
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        rows = await queries.summary(conn, principal.company_id, within)
+    """Totals of the range, one page of job lines by cost, and the drafts still waiting."""
+    company = principal.company_id
+    scope = {"from": _text(within.since), "to": _text(within.until)}
+    after = JobsAfter()
+    if cursor:
+        cost, job_id = decode_cursor(cursor, "summary.jobs", company, scope, 2)
+        after = JobsAfter(_parsed(Decimal, cost), _parsed(UUID, job_id))
     hours = settings.abandoned_draft_after_hours
-    return summarize(
-        within,
-        rows,
-        abandoned_before=datetime.now(UTC) - timedelta(hours=hours),
-        abandoned_after_hours=hours,
-    )
-
-
-def summarize(
-    within: Period,
-    rows: SummaryRows,
-    *,
-    abandoned_before: datetime,
-    abandoned_after_hours: float,
-) -> Summary:
-    """Shape the summary; a draft first used before `abandoned_before` is abandoned."""
-    abandoned = [
-        AbandonedDraft.model_validate(dict(row))
-        for row in rows.drafts
-        if row["first_used_at"] < abandoned_before
-    ]
+    abandoned_before = datetime.now(UTC) - timedelta(hours=hours)
+    # One snapshot, so that the totals and the lines agree even while the worker writes.
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await queries.summary(
+            conn,
+            company,
+            within,
+            cut_into_days(within.since, within.until),
+            after,
+            limit,
+            abandoned_before,
+        )
+    last = rows.jobs[-1] if len(rows.jobs) == limit else None
     return Summary.model_validate(
         {
             "from": within.since,
             "to": within.until,
-            "abandoned_draft_after_hours": abandoned_after_hours,
+            "abandoned_draft_after_hours": hours,
             "totals": Totals.model_validate(dict(rows.totals)),
             "jobs": [JobLine.model_validate(dict(row)) for row in rows.jobs],
-            "drafts": DraftTotals.model_validate(
-                {**dict(rows.draft_totals), "abandoned": len(abandoned)}
+            "next_cursor": None
+            if last is None
+            else encode_cursor(
+                "summary.jobs", company, scope, [str(last["cost"]), str(last["job_id"])]
             ),
-            "abandoned_drafts": abandoned,
+            "drafts": DraftTotals.model_validate(
+                {
+                    **{name: rows.totals[f"draft_{name}"] for name in queries.SUMS},
+                    "count": rows.drafts["count"],
+                    "abandoned": rows.drafts["abandoned"],
+                }
+            ),
         }
+    )
+
+
+@router.get("/drafts", response_model=DraftPage, responses=ERRORS)
+async def list_drafts(
+    principal: CurrentPrincipal,
+    pool: Pool,
+    settings: Annotated[Settings, Depends(get_settings)],
+    abandoned: Annotated[
+        bool | None,
+        Query(description="true: only the abandoned drafts; false: only the others."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> DraftPage:
+    """The open drafts (usage waiting for its job), oldest first use first."""
+    company = principal.company_id
+    scope = {"abandoned": abandoned}
+    after = None
+    if cursor:
+        first_used_at, draft_job_id = decode_cursor(cursor, "drafts", company, scope, 2)
+        after = (_parsed(datetime.fromisoformat, first_used_at), draft_job_id)
+    abandoned_before = datetime.now(UTC) - timedelta(hours=settings.abandoned_draft_after_hours)
+    async with pool.acquire() as conn:
+        rows = await queries.list_drafts(conn, company, abandoned, after, limit, abandoned_before)
+    drafts = [Draft.model_validate(dict(row)) for row in rows]
+    last = drafts[-1] if len(drafts) == limit else None
+    return DraftPage(
+        drafts=drafts,
+        next_cursor=None
+        if last is None
+        else encode_cursor(
+            "drafts", company, scope, [last.first_used_at.isoformat(), last.draft_job_id]
+        ),
+    )
+
+
+@router.get(
+    "/usage.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "the rows, oldest first"},
+        **ERRORS,
+    },
+)
+async def export_usage(
+    principal: CurrentPrincipal, pool: Pool, within: InPeriod
+) -> StreamingResponse:
+    """Every usage row of the company in the range, oldest first, as CSV (streamed)."""
+    name = f"usage-{_day(within.since, 'start')}-{_day(within.until, 'now')}.csv"
+    return StreamingResponse(
+        stream_usage_csv(pool, principal.company_id, within.since, within.until),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _text(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.astimezone(UTC).isoformat()
+
+
+def _day(instant: datetime | None, otherwise: str) -> str:
+    return otherwise if instant is None else instant.astimezone(UTC).strftime("%Y-%m-%dT%H%M%SZ")
+
+
+T = TypeVar("T")
+
+
+def _parsed(parse: Callable[[str], T], text: str) -> T:
+    try:
+        return parse(text)
+    except (ValueError, ArithmeticError) as exc:
+        raise refuse_cursor("not a cursor this API returned") from exc
+
+
+def _invalid(field: str, message: str) -> Problem:
+    return Problem(
+        422,
+        f"invalid request: {field} {message}",
+        errors=[{"field": field, "in": "query", "message": message}],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -43,6 +44,10 @@ class Usage(CamelModel):
     cost: Money
     model_used: str | None
     created_at: datetime = Field(description="When the questions were generated.")
+    period: str = Field(description="The billing period (YYYY-MM, UTC) it is billed in.")
+    price_id: UUID | None = Field(
+        description="The price version it was priced with; null for rows priced before versions."
+    )
 
 
 class UsagePage(CamelModel):
@@ -63,35 +68,66 @@ class Totals(CamelModel):
 
 class JobLine(Totals):
     job_id: UUID
-    first_used_at: datetime
-    last_used_at: datetime
+    first_used_at: datetime = Field(description="Its first use inside the range.")
+    last_used_at: datetime = Field(description="Its last use inside the range.")
 
 
 class DraftTotals(Totals):
-    count: int = Field(description="Drafts with usage still waiting for their job.")
-    abandoned: int = Field(description="How many of them are listed in `abandonedDrafts`.")
+    count: int = Field(description="Drafts with usage in the range still waiting for their job.")
+    abandoned: int = Field(
+        description="How many of them were first used longer ago than the abandoned age."
+    )
 
 
-class AbandonedDraft(Totals):
-    """A draft first used longer ago than the configured age that never became a job.
+class Summary(CamelModel):
+    from_: datetime | None = Field(
+        alias="from", description="Inclusive start of the range, as asked."
+    )
+    to: datetime | None = Field(description="Exclusive end of the range, as asked.")
+    abandoned_draft_after_hours: float = Field(
+        description="Age (since its first use) after which a waiting draft counts as abandoned."
+    )
+    totals: Totals = Field(description="Everything billed in the range: jobs and drafts.")
+    jobs: list[JobLine] = Field(
+        description="One page of lines, one per job: by cost descending, then jobId."
+    )
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same from and to) for the next page of jobs; "
+        "null on the last page."
+    )
+    drafts: DraftTotals = Field(
+        description="Usage still held under drafts; the drafts themselves: /api/billing/drafts."
+    )
 
-    Its usage is still billed: the questions were generated.
+
+class Draft(Totals):
+    """An open draft: usage generated before its job was saved, still waiting for it.
+
+    An abandoned one was first used longer ago than the configured age; its usage is
+    still billed: the questions were generated.
     """
 
     draft_job_id: str
     first_used_at: datetime
     last_used_at: datetime
+    abandoned: bool
 
 
-class Summary(CamelModel):
-    from_: datetime | None = Field(
-        alias="from", description="Inclusive start of the period, as asked."
+class DraftPage(CamelModel):
+    drafts: list[Draft] = Field(description="Oldest first use first.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same abandoned) for the next page; null at the end."
     )
-    to: datetime | None = Field(description="Exclusive end of the period, as asked.")
-    abandoned_draft_after_hours: float = Field(
-        description="Age (since its first use) after which a waiting draft counts as abandoned."
-    )
-    totals: Totals = Field(description="Everything billed in the period: jobs and drafts.")
-    jobs: list[JobLine] = Field(description="One line per job, most recently used first.")
-    drafts: DraftTotals = Field(description="Usage still held under drafts.")
-    abandoned_drafts: list[AbandonedDraft] = Field(description="Oldest first.")
+
+
+class Day(CamelModel):
+    date: dt.date = Field(description="A UTC day of the usage rows' createdAt.")
+    generations: int
+    question_count: int
+    cost: Money
+
+
+class DailySeries(CamelModel):
+    from_: dt.date = Field(alias="from")
+    to: dt.date
+    days: list[Day] = Field(description="One per day with usage, oldest first.")

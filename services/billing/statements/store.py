@@ -25,9 +25,10 @@ snapshot would be taken before the lock is granted.
 
 The close copies in ONE statement, so its figures come from one snapshot: a
 draft reconciled onto its job during the close is counted once, as draft or as
-job. PostgreSQL aggregates within `work_mem` (spilling to disk beyond it), and
-no company passes through Python, so memory stays bounded however many
-companies there are.
+job. It reads the ledger's rollups (a row per company and per job of the
+period, kept in the usage rows' own transactions), so its time grows with the
+companies and jobs of the period, not with its usage rows; no company passes
+through Python, so its memory does not grow at all.
 """
 
 from __future__ import annotations
@@ -84,29 +85,6 @@ def _job_lines(where: str) -> str:
     return f"""
     SELECT company_id, job_id, question_count, cost
     FROM rollup_job_periods WHERE {where}"""
-
-
-# The same figures from the usage rows: what the rollups must always equal.
-def _totals_from_rows(where: str) -> str:
-    return f"""
-    SELECT company_id, count(*) AS generations,
-        sum(question_count)::bigint AS question_count,
-        sum(cost)::numeric AS cost,
-        COALESCE(sum(question_count) FILTER (WHERE draft_job_id IS NOT NULL), 0)::bigint
-            AS draft_question_count,
-        COALESCE(sum(cost) FILTER (WHERE draft_job_id IS NOT NULL), 0)::numeric AS draft_cost,
-        count(*) FILTER (WHERE late) AS late_count,
-        COALESCE(sum(cost) FILTER (WHERE late), 0)::numeric AS late_cost
-    FROM question_generation_usage WHERE {where}
-    GROUP BY company_id"""
-
-
-def _job_lines_from_rows(where: str) -> str:
-    return f"""
-    SELECT company_id, job_id, sum(question_count)::bigint AS question_count,
-        sum(cost)::numeric AS cost
-    FROM question_generation_usage WHERE {where} AND job_id IS NOT NULL
-    GROUP BY company_id, job_id"""
 
 
 def _drafts(where: str) -> str:

@@ -61,7 +61,11 @@ async def test_job_lines_come_a_page_at_a_time_by_cost_then_job(
     cursor = None
     for _ in range(3):
         page = await get(
-            billing, company, "/api/billing/summary", limit=2, **({"cursor": cursor} if cursor else {})
+            billing,
+            company,
+            "/api/billing/summary",
+            limit=2,
+            **({"cursor": cursor} if cursor else {}),
         )
         assert page["totals"]["cost"] == "0.9500"
         seen += [(line["jobId"], line["cost"]) for line in page["jobs"]]
@@ -217,7 +221,8 @@ async def test_the_csv_export_holds_the_company_rows_of_the_range_oldest_first(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     disposition = response.headers["content-disposition"]
-    assert disposition.startswith("attachment; filename=") and disposition.endswith('.csv"')
+    assert disposition.startswith("attachment; filename=")
+    assert disposition.endswith('.csv"')
     lines = response.text.splitlines()
     assert lines[0] == HEADER
     rows = list(csv.DictReader(io.StringIO(response.text)))

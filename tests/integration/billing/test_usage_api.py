@@ -26,6 +26,8 @@ CONTRACT_FIELDS = {
     "cost",
     "modelUsed",
     "createdAt",
+    "period",
+    "priceId",
 }
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from services.billing.budgets import handlers as budgets
 from services.billing.budgets.rules import period_of
-from services.billing.budgets.spend import record_spend
+from services.billing.ledger.record import record_events
+from services.billing.ledger.rules import Pricing
 from services.billing.webhooks.deliver import WebhookDeliverer
 from services.billing.webhooks.rules import DeliveryPolicy, threshold_event_id, verify
 from services.servicekit import db
@@ -149,11 +150,12 @@ async def pool(dbs: ServiceDatabases) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def cross_thresholds(pool: asyncpg.Pool, company: UUID, url: str, now: datetime) -> None:
-    """A budget with a webhook, then a batch's spend that reaches its threshold."""
+    """A budget with a webhook, then a batch in the ledger that reaches its threshold."""
     async with pool.acquire() as conn, conn.transaction():
         await budgets.set_budget(conn, company, Decimal("1.0000"), [100], url)
+    reaching = Pricing().charge(generated(company, questions=100, at=now))  # 1.0000
     async with pool.acquire() as conn, conn.transaction():
-        await record_spend(conn, [(company, period_of(now), Decimal("1.0000"))], now)
+        await record_events(conn, [reaching])
 
 
 async def attempts_of(pool: asyncpg.Pool, company: UUID) -> list[asyncpg.Record]:
@@ -248,8 +250,9 @@ async def test_an_address_that_turns_internal_is_not_called(
     await cross_thresholds(pool, company, url, clock())
     resolved["hooks.example"] = ["127.0.0.1"]  # ... and loopback at delivery time
     worker = WebhookDeliverer(pool, allowed_hosts=frozenset(), clock=clock, resolver=resolver)
+    clock.advance(seconds=1)  # the delivery was enqueued at the ledger's own "now"
     try:
-        await worker.deliver_due()
+        assert await worker.deliver_due() == 1
     finally:
         await worker.stop()
         await receiver.stop()

@@ -362,10 +362,11 @@
     const note = byId("budget-note");
     if (budget.monthlyLimit === null || budget.monthlyLimit === undefined) {
       remaining.textContent = "No budget set";
-      remaining.classList.remove("money");
+      remaining.classList.add("words");
       note.textContent = "There is no monthly limit for this company.";
       return;
     }
+    remaining.classList.remove("words");
     remaining.textContent = String(budget.remaining);
     const over = units(budget.remaining) < 0n;
     remaining.classList.toggle("over", over);
@@ -485,10 +486,12 @@
     const adjustments = Array.isArray(statement.adjustments) ? statement.adjustments : [];
     byId("statement-usage").textContent = String(totals.cost ?? "—");
     byId("statement-questions").textContent = String(totals.questionCount ?? "—");
-    byId("statement-late").textContent = `${late.cost ?? "0.0000"} (${late.count ?? 0} late)`;
+    const lateCount = late.count ?? 0;
+    byId("statement-late").textContent = lateCount ? `${late.cost} (${lateCount} late)` : "none";
     const draftCount = drafts.count ?? 0;
-    byId("statement-drafts").textContent =
-      `${drafts.cost ?? "0.0000"} on ${draftCount} draft${draftCount === 1 ? "" : "s"}`;
+    byId("statement-drafts").textContent = draftCount
+      ? `${drafts.cost} on ${draftCount} draft${draftCount === 1 ? "" : "s"}`
+      : "none";
     byId("statement-adjustment-count").textContent = String(adjustments.length);
     byId("statement-total").textContent = String(statement.total ?? "—");
     fill(
@@ -640,7 +643,11 @@
     const [summary, budget, daily, open, abandoned] = await Promise.allSettled([
       summaryPage(null),
       getJson("/api/billing/budget"),
-      getJson("/api/billing/usage/daily", { from: rfc3339(range.from), to: rfc3339(range.to) }),
+      // Days, both included.
+      getJson("/api/billing/usage/daily", {
+        from: isoDay(range.from),
+        to: isoDay(new Date(range.to.getTime() - DAY_MS)),
+      }),
       draftsPage(false)(null),
       draftsPage(true)(null),
       showStatement(previousMonth),

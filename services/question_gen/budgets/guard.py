@@ -1,0 +1,208 @@
+"""The budget guard on the request path: reserve before the LLM call, settle or release after.
+
+What a company may spend comes from billing's events (`consume.py`), kept in this
+service's own database; the guard never calls billing. Per process it remembers
+each company's terms (has it a limit, its prices) for `refresh_seconds`, so a
+company with no limit costs no query at all, and a change billing publishes takes
+effect within that time of its arrival. The limit itself is read by the
+reservation statement, in the same round trip as the reservation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from contracts.events import QuestionsGenerated
+from services.question_gen.budgets import store
+from services.question_gen.budgets.rules import (
+    BudgetExceeded,
+    Settlement,
+    Terms,
+    cost_at,
+    period_of,
+)
+from services.servicekit.db import Connection
+
+log = structlog.get_logger(__name__)
+
+# Companies remembered per process; past this the memory starts over (a query each).
+MAX_REMEMBERED = 100_000
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The worst-case cost of one request, held against its period's limit."""
+
+    id: UUID
+    company_id: UUID
+    period: str
+    amount: Decimal
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BudgetGuard:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        hold_seconds: float,
+        refresh_seconds: float = 1.0,
+        sweep_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._pool = pool
+        self._hold_seconds = hold_seconds
+        self._refresh_seconds = refresh_seconds
+        self._sweep_seconds = sweep_seconds
+        self._clock = clock
+        self._now = now
+        self._known: dict[UUID, tuple[float, Terms]] = {}
+        self._loading: dict[UUID, asyncio.Task[Terms]] = {}
+        self._changes = 0  # grows with every `forget`: a load begun before one is not kept
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- the request path ------------------------------------------------------------------
+
+    async def reserve(self, company_id: UUID, question_count: int) -> Reservation | None:
+        """Hold the request's worst case; None when the company has no limit.
+
+        `BudgetExceeded` when it does not fit: nothing is held, the LLM is not called.
+        """
+        terms = await self.terms(company_id)
+        if not terms.limited:
+            return None
+        now = self._now()
+        period = period_of(now)
+        amount = cost_at(terms, company_id, now, question_count)
+        reservation = Reservation(uuid.uuid4(), company_id, period, amount)
+        async with self._pool.acquire() as conn:
+            outcome = await self._reserve(conn, reservation)
+            # Reservations count at their worst case until folded (settled ones at their
+            # cost, expired ones at nothing): fold them now rather than refuse on their account.
+            if outcome is store.Outcome.REFUSED and await store.fold(conn, company_id, period):
+                outcome = await self._reserve(conn, reservation)
+        if outcome is store.Outcome.REFUSED:
+            raise BudgetExceeded(company_id, period, amount)
+        if outcome is store.Outcome.UNLIMITED:  # the limit was removed meanwhile
+            self.forget(company_id)
+            return None
+        return reservation
+
+    async def settlement(
+        self, conn: Connection, reservation: Reservation, event: QuestionsGenerated
+    ) -> Settlement:
+        """What the generation row carries to settle its reservation.
+
+        Its cost as billing will bill it: the questions delivered at the price in force
+        at the generation's occurredAt (counted in that instant's period by the fold).
+        """
+        # Read on the caller's connection: waiting for another one while holding this one
+        # could leave every connection of the pool waiting.
+        terms = self._fresh(event.company_id) or await self._load(event.company_id, conn)
+        cost = cost_at(terms, event.company_id, event.occurred_at, event.question_count)
+        return Settlement(reservation.id, cost)
+
+    async def release(self, reservation: Reservation) -> None:
+        """The generation failed: give the reservation back (else it expires)."""
+        try:
+            async with self._pool.acquire() as conn:
+                await store.release(conn, reservation.id)
+        except Exception:
+            log.warning("budget reservation not released; it expires", exc_info=True)
+
+    async def _reserve(self, conn: Connection, reservation: Reservation) -> store.Outcome:
+        return await store.reserve(
+            conn,
+            reservation.id,
+            reservation.company_id,
+            reservation.period,
+            reservation.amount,
+            self._hold_seconds,
+        )
+
+    # -- what the guard knows of each company ----------------------------------------------
+
+    async def terms(self, company_id: UUID) -> Terms:
+        """The company's terms, read again when older than `refresh_seconds`.
+
+        Call it holding no connection of the pool: it may need one.
+        """
+        fresh = self._fresh(company_id)
+        if fresh is not None:
+            return fresh
+        loading = self._loading.get(company_id)
+        if loading is None:  # one query per company however many requests wait for it
+            loading = asyncio.ensure_future(self._load_from_pool(company_id))
+            self._loading[company_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(company_id, None))
+        return await asyncio.shield(loading)
+
+    def _fresh(self, company_id: UUID) -> Terms | None:
+        known = self._known.get(company_id)
+        if known is not None and self._clock() - known[0] < self._refresh_seconds:
+            return known[1]
+        return None
+
+    async def _load_from_pool(self, company_id: UUID) -> Terms:
+        async with self._pool.acquire() as conn:
+            return await self._load(company_id, conn)
+
+    async def _load(self, company_id: UUID, conn: Connection) -> Terms:
+        started, changes = self._clock(), self._changes
+        terms = await store.terms(conn, company_id)
+        if changes == self._changes:
+            if len(self._known) >= MAX_REMEMBERED:
+                self._known.clear()
+            self._known[company_id] = (started, terms)
+        return terms
+
+    def forget(self, company_id: UUID | None = None) -> None:
+        """A change arrived: read the company's terms again (None: every company's)."""
+        self._changes += 1
+        if company_id is None:
+            self._known.clear()
+        else:
+            self._known.pop(company_id, None)
+
+    # -- folding finished reservations into the counters ------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="budget-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def sweep(self) -> int:
+        """Fold every settled or expired reservation into its counter; how many."""
+        folded = 0
+        async with self._pool.acquire() as conn:
+            for company_id, period in await store.held(conn):
+                folded += await store.fold(conn, company_id, period)
+        return folded
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_seconds)
+            try:
+                await self.sweep()
+            except Exception:
+                log.warning("budget sweep failed; next in a moment", exc_info=True)
