@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_UP := $(if $(filter docker-compose,$(COMPOSE)),up --build --detach,up --build --detach --wait)
 
-.PHONY: install system-packages dev migrate test lint unit integration e2e chaos bench docs token demo \
+.PHONY: install system-packages dev migrate test lint unit integration e2e chaos browser bench docs token demo \
         replay-dlq rebuild-rollups close-period up down compose-check clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -44,8 +44,11 @@ system-packages:
 	  else echo "warning: missing Debian packages:$$missing (sudo apt-get install$$missing)"; fi; \
 	fi
 
+# Two workers: the fault tests run one after another on one of them (tests/conftest.py),
+# everything else spreads over both. `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
 test: lint system-packages
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
@@ -55,6 +58,9 @@ integration: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos
+
+browser: $(STAMP) system-packages
+	$(BIN)/pytest -q -m browser
 
 bench: $(STAMP) system-packages
 	$(BIN)/python -m bench $(ARGS)

@@ -1,7 +1,7 @@
 """`make bench` (`python -m bench`): every benchmark, each against its baseline in this run.
 
-    python -m bench                  all six, measured (about 10 minutes)
-    python -m bench --quick          all six, small N and one round (about 2 minutes)
+    python -m bench                  all of them, measured
+    python -m bench --quick          all of them, small N and one round
     python -m bench --only NAME      one of them (repeatable)
     python -m bench --json FILE      also write the results as JSON
 
@@ -28,6 +28,7 @@ import uvloop
 from bench import (
     billing_throughput,
     budget_overhead,
+    close_period,
     cluster_throughput,
     end_to_end,
     generation_at_llm_latency,
@@ -52,6 +53,7 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "cluster_throughput": cluster_throughput.run,
     "ledger_reads": ledger_reads.run,
     "rollup_write_cost": ledger_reads.run_write_cost,
+    "close_period": close_period.run,
 }
 
 

@@ -103,6 +103,7 @@ async def run(profile: Profile) -> Result:
                         latency=LATENCY,
                         seconds=seconds,
                         pid=process.pid,
+                        dsn=dsn,
                     )
 
                 seconds = max(profile.http_seconds, LATENCY * 4)
@@ -132,12 +133,14 @@ def _result(loads: dict[tuple[int, str], list[Load]], profile: Profile) -> Resul
             p99 = harness.median([_added(load)[1] for load in runs])
             rps = harness.median([load.rps for load in runs])
             errors = sum(load.errors for load in runs)
+            cpu = harness.median([load.cpu_ms for load in runs])
             medians[variant] = p99
             figures[f"c{connections}_{variant}"] = {
                 "rps": round(rps, 1),
                 "p50_added_ms": round(p50, 1),
                 "p99_added_ms": round(p99, 1),
                 "errors": errors,
+                "cpu_ms_per_generation": round(cpu, 2),
             }
         cost = medians["budget"] / medians["none"] if medians["none"] > 0 else float("inf")
         figures[f"c{connections}_budget_over_none_p99"] = round(cost, 3)

@@ -82,12 +82,15 @@ async def load(dsn: str, companies: int, per_company: int) -> None:
         await conn.close()
 
 
-async def close_once(dsn: str) -> tuple[float, int]:
+async def close_once(dsn: str) -> tuple[float, int, int]:
+    """Seconds to close the month; the statements and lines it froze."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
         started = time.perf_counter()
         closed = await close_period(pool, MONTH, MONTH.end + timedelta(days=1))
-        return time.perf_counter() - started, closed.statements or 0
+        seconds = time.perf_counter() - started
+        lines = await pool.fetchval("SELECT count(*) FROM statement_lines")
+        return seconds, closed.statements or 0, lines
     finally:
         await pool.close()
 
@@ -117,7 +120,7 @@ async def copy_of(template: str, name: str) -> str:
 async def measure(companies: int, per_company: int, rounds: int) -> dict[str, Any]:
     ours: list[float] = []
     bare: list[float] = []
-    written = 0
+    written = lines = 0
     async with harness.temp_database("billing") as template:
         await load(template, companies, per_company)
         for round_ in range(rounds):
@@ -126,12 +129,12 @@ async def measure(companies: int, per_company: int, rounds: int) -> dict[str, An
                 dsns = [await copy_of(template, name) for name in names]
                 # Alternate which goes first, so neither always meets a warmer cache.
                 if round_ % 2 == 0:
-                    seconds, written = await close_once(dsns[0])
+                    seconds, written, lines = await close_once(dsns[0])
                     ours.append(seconds)
                     bare.append(await bare_once(dsns[1]))
                 else:
                     bare.append(await bare_once(dsns[1]))
-                    seconds, written = await close_once(dsns[0])
+                    seconds, written, lines = await close_once(dsns[0])
                     ours.append(seconds)
             finally:
                 await drop_databases(names, admin_dsn=harness.ADMIN_DSN)
@@ -139,6 +142,7 @@ async def measure(companies: int, per_company: int, rounds: int) -> dict[str, An
         "companies": companies,
         "rows_in_month": companies * per_company,
         "statements": written,
+        "lines": lines,
         "close_seconds": ours,
         "bare_seconds": bare,
     }

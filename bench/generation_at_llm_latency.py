@@ -189,20 +189,6 @@ def cpu_seconds(pid: int) -> float:
 
 # ---------------------------------------------------------------- wrk
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = {body}
-{headers}
-done = function(summary, latency, requests)
-  io.write(string.format(
-    '{{"requests": %d, "seconds": %.6f, "timeouts": %d, "status_errors": %d, '
-    .. '"socket_errors": %d, "p50_us": %d, "p99_us": %d}}\\n',
-    summary.requests, summary.duration / 1e6, summary.errors.timeout, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
 
 @dataclass(frozen=True)
 class Load:
@@ -250,10 +236,6 @@ class Load:
         }
 
 
-def _lua(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
 async def wrk(
     url: str,
     body: dict[str, Any],
@@ -271,31 +253,20 @@ async def wrk(
     request `wrk` gave up on still costs its CPU and is still recorded); without,
     by the requests answered.
     """
-    all_headers = {"Content-Type": "application/json", **headers}
-    script = harness.LOG_DIR / f"wrk-llm-{uuid.uuid4().hex[:8]}.lua"
-    lines = "\n".join(f"wrk.headers[{_lua(k)}] = {_lua(v)}" for k, v in all_headers.items())
-    script.write_text(WRK_SCRIPT.format(body=_lua(json.dumps(body)), headers=lines))
-    timeout = latency + TIMEOUT_SECONDS
-    process = harness.Process(
-        "wrk",
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--timeout",
-            f"{round(timeout)}s",
-            "-s",
-            str(script),
-            url,
-        ],
+    process = harness.start_wrk(
+        url,
+        body,
+        headers,
+        connections=connections,
+        seconds=seconds,
+        timeout=latency + TIMEOUT_SECONDS,
     )
     rows_before = await harness.count_rows(dsn, "generations") if dsn else 0
     cpu_before = cpu_seconds(pid)
     text = await process.output(timeout=seconds + 120)
     await asyncio.sleep(latency + 1.0)  # the calls still in flight end, and are counted
     cpu_used = cpu_seconds(pid) - cpu_before
-    data = json.loads([row for row in text.splitlines() if row.startswith("{")][-1])
+    data = harness.wrk_summary(text)
     answered = data["requests"] - data["status_errors"]
     generations = await harness.count_rows(dsn, "generations") - rows_before if dsn else answered
     return Load(

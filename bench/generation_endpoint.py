@@ -53,30 +53,12 @@ async def run(profile: Profile) -> Result:
             generations = await harness.count_rows(dsn, "generations")
     finally:
         await bare.stop()
-    mine, theirs = harness.summary(ours_runs), harness.summary(bare_runs)
-    ratio = mine["rps"] / theirs["rps"]
-    result = Result(
-        name="generation_endpoint",
-        ours=mine["rps"],
-        baseline=theirs["rps"],
-        unit="req/s",
-        ratio=ratio,
-        bar=f"ours/bare >= {BAR}",
-        passed=ratio >= BAR and mine["errors"] == 0,
-        details={
-            "concurrency": CONCURRENCY,
-            "ours_p50_ms": round(mine["p50_ms"], 2),
-            "ours_p99_ms": round(mine["p99_ms"], 2),
-            "bare_p50_ms": round(theirs["p50_ms"], 2),
-            "bare_p99_ms": round(theirs["p99_ms"], 2),
-            "errors": mine["errors"],
-            "generations_written": generations,
-            "rounds": profile.rounds,
-            "generator": ours_runs[0].generator,
-            "ours_rounds": [round(r.rps, 1) for r in ours_runs],
-            "bare_rounds": [round(r.rps, 1) for r in bare_runs],
-        },
+    return harness.throughput_result(
+        "generation_endpoint",
+        ours_runs,
+        bare_runs,
+        baseline_name="bare",
+        bar=BAR,
+        concurrency=CONCURRENCY,
+        generations_written=generations,
     )
-    if mine["errors"]:
-        result.notes.append(f"{mine['errors']:.0f} requests failed")
-    return result

@@ -26,7 +26,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import asyncpg
 
 from bench.load import percentile as percentile  # re-exported for the benchmarks
@@ -175,15 +174,6 @@ async def temp_topology() -> AsyncIterator[Topology]:
         yield topology
     finally:
         await delete_topology(topology)
-
-
-async def queue_has_messages(name: str) -> bool:
-    """Whether a queue holds messages (a quorum queue's count can lag by seconds)."""
-    connection = await aio_pika.connect(RABBITMQ_URL)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(name, passive=True)
-        return bool(queue.declaration_result.message_count)
 
 
 # ---------------------------------------------------------------- processes
@@ -381,11 +371,11 @@ wrk.method = "POST"
 wrk.body = {body}
 {headers}
 done = function(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.status + summary.errors.timeout
   io.write(string.format(
-    '{{"requests": %d, "errors": %d, "seconds": %.6f, "p50_us": %d, "p99_us": %d}}\\n',
-    summary.requests, errors, summary.duration / 1e6,
+    '{{"requests": %d, "seconds": %.6f, "timeouts": %d, "status_errors": %d, '
+    .. '"socket_errors": %d, "p50_us": %d, "p99_us": %d}}\\n',
+    summary.requests, summary.duration / 1e6, summary.errors.timeout, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write,
     latency:percentile(50), latency:percentile(99)))
 end
 """
@@ -393,6 +383,48 @@ end
 
 def _lua_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def start_wrk(
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    *,
+    connections: int,
+    seconds: float,
+    timeout: float,
+    threads: int = 2,
+) -> Process:
+    """`wrk` POSTing one JSON body for `seconds`; read its output with `wrk_summary`."""
+    all_headers = {"Content-Type": "application/json", **headers}
+    script = LOG_DIR / f"wrk-{next(_counter)}.lua"
+    header_lines = "\n".join(
+        f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in all_headers.items()
+    )
+    script.write_text(WRK_SCRIPT.format(body=_lua_string(json.dumps(body)), headers=header_lines))
+    return Process(
+        "wrk",
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            f"{round(timeout)}s",
+            "-s",
+            str(script),
+            url,
+        ],
+    )
+
+
+def wrk_summary(output: str) -> dict[str, Any]:
+    """What `WRK_SCRIPT` prints when `wrk` is done: `requests`, `seconds`, `timeouts`,
+    `status_errors`, `socket_errors`, `p50_us`, `p99_us`."""
+    summary: dict[str, Any] = json.loads(
+        [row for row in output.splitlines() if row.startswith("{")][-1]
+    )
+    return summary
 
 
 async def http_load(
@@ -404,43 +436,28 @@ async def http_load(
     seconds: float,
 ) -> LoadResult:
     """Closed-loop POSTs of one body for `seconds`, from a process of its own."""
-    generator = load_generator()
-    payload = json.dumps(body)
-    all_headers = {"Content-Type": "application/json", **headers}
-    if generator == "wrk":
-        script = LOG_DIR / f"wrk-{next(_counter)}.lua"
-        header_lines = "\n".join(
-            f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in all_headers.items()
+    if load_generator() == "wrk":
+        process = start_wrk(
+            url,
+            body,
+            headers,
+            connections=concurrency,
+            seconds=seconds,
+            timeout=10,
+            threads=max(1, min(2, concurrency)),
         )
-        script.write_text(WRK_SCRIPT.format(body=_lua_string(payload), headers=header_lines))
-        threads = max(1, min(2, concurrency))
-        process = Process(
-            "wrk",
-            [
-                "wrk",
-                f"-t{threads}",
-                f"-c{concurrency}",
-                f"-d{max(1, round(seconds))}s",
-                "--timeout",
-                "10s",
-                "-s",
-                str(script),
-                url,
-            ],
-        )
-        text = await process.output(timeout=seconds + 60)
-        line = [row for row in text.splitlines() if row.startswith("{")][-1]
-        data = json.loads(line)
+        data = wrk_summary(await process.output(timeout=seconds + 60))
         return LoadResult(
             data["requests"],
-            data["errors"],
+            data["timeouts"] + data["status_errors"] + data["socket_errors"],
             data["seconds"],
             data["p50_us"] / 1000,
             data["p99_us"] / 1000,
             "wrk",
         )
+    all_headers = {"Content-Type": "application/json", **headers}
     spec = LOG_DIR / f"load-{next(_counter)}.json"
-    spec.write_text(json.dumps({"url": url, "body": payload, "headers": all_headers}))
+    spec.write_text(json.dumps({"url": url, "body": json.dumps(body), "headers": all_headers}))
     process = python_module(
         "load",
         "bench.load",

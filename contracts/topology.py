@@ -8,7 +8,7 @@ quorum queue with an explicit `x-delivery-limit`, `at-least-once` dead-letter
 strategy (which needs `x-overflow=reject-publish`), and the DLQ is itself a
 quorum queue. From 4.3 on, a `nack` no longer counts toward the delivery limit,
 so billing tells transient failures and poison apart in code (see
-`services/billing/intake.py`); the limit is the backstop for crash loops.
+`services/billing/ledger/consume.py`); the limit is the backstop for crash loops.
 
 On a cluster, each quorum queue is replicated on `QUORUM_REPLICAS` nodes, named
 explicitly (`x-quorum-initial-group-size`) rather than left to the broker's

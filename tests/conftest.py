@@ -22,6 +22,17 @@ from tests.support.env import RUN_ID
 from tests.support.stack import Stack, start_stack
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n`, the fault tests run one after another on one worker.
+
+    They kill processes, cut connections and time recoveries: beside each other they
+    would steal each other's CPU and ports. Everything else spreads over the workers.
+    """
+    for item in items:
+        if item.get_closest_marker("chaos") is not None:
+            item.add_marker(pytest.mark.xdist_group("chaos"))
+
+
 @pytest.fixture(scope="session")
 def database_templates() -> Iterator[None]:
     asyncio.run(create_templates())

@@ -4,10 +4,10 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from services.servicekit.settings import ServiceSettings
+from services.servicekit.settings import PublisherSettings
 
 
-class Settings(ServiceSettings):
+class Settings(PublisherSettings):
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/billing",
         validation_alias="BILLING_DATABASE_URL",
@@ -24,4 +24,18 @@ class Settings(ServiceSettings):
     )
     abandoned_draft_after_hours: float = Field(
         default=72.0, gt=0, description="A draft this old with no job is listed as abandoned."
+    )
+
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts a webhook URL may name even if they resolve to an "
+        "internal address (local development and tests); empty in production.",
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_first_retry_seconds: float = Field(
+        default=5.0, gt=0, description="Wait after a webhook's first failed attempt; doubles."
+    )
+    webhook_max_retry_seconds: float = Field(default=3600.0, gt=0)
+    webhook_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the delivery worker looks for due webhooks."
     )

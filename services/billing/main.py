@@ -16,15 +16,25 @@ from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from contracts.topology import Topology
+from services.billing.budgets.api import router as budgets_router
 from services.billing.config import Settings
+from services.billing.console.router import router as console_router
 from services.billing.ledger.consume import Consumer
 from services.billing.ledger.record import record_batch
 from services.billing.ledger.rules import Pricing
+from services.billing.prices.api import router as prices_router
+from services.billing.prices.book import record_environment_price
 from services.billing.reads.api import router
+from services.billing.statements.api import router as statements_router
+from services.billing.webhooks.api import router as webhooks_router
+from services.billing.webhooks.deliver import WebhookDeliverer
+from services.billing.webhooks.rules import DeliveryPolicy
+from services.billing.webhooks.urls import parse_allowed_hosts
 from services.servicekit import db
 from services.servicekit.broker import connect_with_retry, make_broker
 from services.servicekit.health import Check
 from services.servicekit.http import service_app
+from services.servicekit.outbox import OutboxRelay
 
 SERVICE = "billing"
 
@@ -66,15 +76,44 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         prefetch_count=settings.prefetch_count,
         middlewares=[RabbitPrometheusMiddleware(registry=REGISTRY, app_name=SERVICE)],
     )
+    pricing = Pricing(settings.price_per_10_questions, settings.profit_margin_percent)
     consumer = Consumer(
         broker,
         topology,
         functools.partial(record_batch, pool),
-        Pricing(settings.price_per_10_questions, settings.profit_margin_percent),
+        pricing,
         batch_max_size=settings.batch_max_size,
         max_failed_attempts=settings.max_failed_attempts,
     )
-    connecting = asyncio.create_task(connect_with_retry(broker, topology, then=consumer.start))
+    # Billing's own events (prices, budgets, spend) leave through its outbox.
+    relay = OutboxRelay(
+        pool,
+        broker,
+        topology,
+        listen_dsn=settings.database_url,
+        batch_size=settings.outbox_batch_size,
+        sweep_interval=settings.outbox_sweep_interval_seconds,
+        publish_timeout=settings.outbox_publish_timeout_seconds,
+    )
+    deliverer = WebhookDeliverer(
+        pool,
+        allowed_hosts=parse_allowed_hosts(settings.webhook_allowed_hosts),
+        policy=DeliveryPolicy(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            first_retry_seconds=settings.webhook_first_retry_seconds,
+            max_retry_seconds=settings.webhook_max_retry_seconds,
+        ),
+        poll_seconds=settings.webhook_poll_seconds,
+    )
+    # Before the first batch: every generation is priced by a version of the book.
+    await record_environment_price(pool, pricing)
+
+    async def start() -> None:
+        await consumer.start()
+        relay.start()  # once the topology is declared: nothing it publishes goes unrouted
+
+    connecting = asyncio.create_task(connect_with_retry(broker, topology, then=start))
+    deliverer.start()
     try:
         yield BillingRuntime(pool, broker, consumer)
     finally:
@@ -83,6 +122,8 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
             await connecting
         # Stop taking messages, let those in hand commit and be acknowledged, then close.
         await consumer.stop(settings.graceful_timeout_seconds)
+        await deliverer.stop()
+        await relay.stop()
         await broker.stop()
         await pool.close()
 
@@ -95,5 +136,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Usage billed exactly once per generation; drafts reconciled onto jobs.",
         settings=settings,
         runtime=lambda: billing_runtime(settings),
-        routers=[router],
+        routers=[
+            router,
+            prices_router,
+            budgets_router,
+            webhooks_router,
+            statements_router,
+            console_router,
+        ],
     )

@@ -98,16 +98,21 @@ def _clean_question(text: str) -> str:
     return _CONTROL_CHARACTERS.sub("", text).strip()[:MAX_QUESTION_LENGTH].strip()
 
 
+def _json(text: str | bytes, what: str) -> Any:
+    """`text` read as JSON, within `MAX_ANSWER_BYTES`; else `MalformedAnswer` naming `what`."""
+    if len(text) > MAX_ANSWER_BYTES:
+        raise MalformedAnswer(f"{what} is too large")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedAnswer(f"{what} is not JSON") from exc
+
+
 def parse_questions(content: str | None, asked: int) -> list[str]:
     """The distinct questions in the model's answer, at most `asked`; unusable raises."""
     if not isinstance(content, str) or not content.strip():
         raise MalformedAnswer("the model returned no content")
-    if len(content) > MAX_ANSWER_BYTES:
-        raise MalformedAnswer("the model's answer is too large")
-    try:
-        data = json.loads(content)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedAnswer("the model's answer is not JSON") from exc
+    data = _json(content, "the model's answer")
     items = data.get("questions") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise MalformedAnswer('the model\'s answer has no "questions" list')
@@ -149,12 +154,7 @@ def read_completion(
     Token counts the server leaves out or garbles are estimated, as offline; they
     are recorded, never priced.
     """
-    if len(body) > MAX_ANSWER_BYTES:
-        raise MalformedAnswer("the LLM's response is too large")
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedAnswer("the LLM's response is not JSON") from exc
+    data = _json(body, "the LLM's response")
     if not isinstance(data, Mapping):
         raise MalformedAnswer("the LLM's response is not a JSON object")
     choices = data.get("choices")

@@ -90,27 +90,28 @@ class QuestionGenerator:
         called (`BudgetExceeded` if it does not fit), and settled with the generation.
         """
 
+        held: list[Reservation] = []
+
         async def ask() -> tuple[Answer, Reservation | None]:
             reservation = await self.budget.reserve(company_id, request.number_of_questions)
-            try:
-                return await self._ask(request), reservation
-            except BaseException:
-                if reservation is not None:
-                    await self.budget.release(reservation)
-                raise
+            if reservation is not None:
+                held.append(reservation)
+            return await self._ask(request), reservation
 
         async def record(
             conn: Connection, asked: tuple[Answer, Reservation | None]
         ) -> GenerateQuestionsResponse:
             answer, reservation = asked
-            try:
-                return await self._record(conn, company_id, request, answer, reservation)
-            except BaseException:
-                if reservation is not None:
-                    await self.budget.release(reservation)
-                raise
+            return await self._record(conn, company_id, request, answer, reservation)
 
-        return await self._replay.run_slow(company_id, idempotency_key, request, ask, record)
+        try:
+            return await self._replay.run_slow(company_id, idempotency_key, request, ask, record)
+        except BaseException:
+            # Nothing was recorded: the reservation goes back (once the request's own
+            # connection is back in the pool: a second one is never awaited while holding it).
+            for reservation in held:
+                await self.budget.release(reservation)
+            raise
 
     async def _ask(self, request: GenerateQuestionsRequest) -> Answer:
         with observe_llm_call(self.writer.model) as call:

@@ -73,9 +73,7 @@ class BodyLimitMiddleware:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The client may still be sending: closing the connection after the answer
         # is the server's business (uvicorn does), reading the rest is not ours.
-        response = problem_response(
-            413, too_large(self.max_bytes), headers={"Connection": "close"}
-        )
+        response = problem_response(413, too_large(self.max_bytes), headers={"Connection": "close"})
         await response(scope, receive, send)
 
 

@@ -97,11 +97,6 @@ class Console:
         assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
         return response.json()
 
-    async def has(self, path: str) -> bool:
-        """Whether billing serves `path` (an API that another part of v2 adds)."""
-        response = await self.stack.billing.get(path, headers=bearer(UUID(int=0)))
-        return response.status_code != 404 or response.json().get("detail") != "Not Found"
-
 
 @pytest.fixture
 async def console(dbs: ServiceDatabases, prefix: str) -> AsyncIterator[Console]:
@@ -112,17 +107,6 @@ async def console(dbs: ServiceDatabases, prefix: str) -> AsyncIterator[Console]:
         billing_overrides={"abandoned_draft_after_hours": ABANDONED_AFTER_HOURS},
     ) as stack:
         app = stack.apps["billing"]
-        # TEMPORARY until main.py wires them
-        import importlib
-
-        paths = {getattr(route, "path", None) for route in app.routes}
-        for module, path in (
-            ("services.billing.console.router", "/billing"),
-            ("services.billing.budgets.api", "/api/billing/budget"),
-            ("services.billing.statements.api", "/api/billing/statements/{period}"),
-        ):
-            if path not in paths:
-                app.include_router(importlib.import_module(module).router)
         async with serving(app) as base_url:
             yield Console(stack, base_url)
 

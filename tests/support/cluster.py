@@ -32,6 +32,8 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from tests.support.processes import run_command
+
 SERVER = Path(os.environ.get("RABBITMQ_SCRIPTS", "/usr/lib/rabbitmq/bin"))
 NODES = 3
 BOOT_TIMEOUT = 90.0
@@ -182,22 +184,12 @@ class Node:
 
 
 async def run(*command: str, env: dict[str, str], timeout: float = 60.0, check: bool = True) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
     try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+        code, text = await run_command(*command, env=env, timeout=timeout)
     except TimeoutError:
-        process.kill()
-        await process.wait()
         raise AssertionError(f"timed out after {timeout}s: {' '.join(command)}") from None
-    text = output.decode(errors="replace")
-    if check and process.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} exited {process.returncode}:\n{text}")
+    if check and code != 0:
+        raise AssertionError(f"{' '.join(command)} exited {code}:\n{text}")
     return text
 
 

@@ -213,17 +213,17 @@ async def billing_process(
             await process.stop(timeout=20)
 
 
-async def run_module(
-    module: str, *args: str, env: Mapping[str, str], timeout: float = 60.0
+async def run_command(
+    *command: str, env: Mapping[str, str], timeout: float = 60.0, cwd: Path | None = None
 ) -> tuple[int, str]:
-    """Run `python -m module args...` to its end; its return code and output (both streams)."""
+    """Run `command` to its end with exactly `env`; its return code and output (both streams).
+
+    Past `timeout` the process is killed and `TimeoutError` raised.
+    """
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        *args,
-        cwd=ROOT,
-        env={**os.environ, **env},
+        *command,
+        cwd=cwd,
+        env=dict(env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -236,3 +236,12 @@ async def run_module(
         raise
     assert process.returncode is not None
     return process.returncode, output.decode(errors="replace")
+
+
+async def run_module(
+    module: str, *args: str, env: Mapping[str, str], timeout: float = 60.0
+) -> tuple[int, str]:
+    """Run `python -m module args...` to its end; its return code and output (both streams)."""
+    return await run_command(
+        sys.executable, "-m", module, *args, env={**os.environ, **env}, timeout=timeout, cwd=ROOT
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -24,13 +25,17 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from contracts.events import JobCreated
+from services.billing.budgets.spend import record_spend
 from services.billing.ledger import store
 from services.billing.ledger.rules import Charge, Entry, Placement, lock_keys, place, references
 from services.billing.ledger.store import Attached, UsageRow
 from services.billing.metrics import BATCH_SIZE, TRANSIENT_RETRIES
+from services.billing.prices import book
+from services.billing.prices.rules import PriceVersion
 from services.billing.rollups import store as rollups
 from services.billing.rollups.rules import Amounts, Line
-from services.billing.statements.rules import Period
+from services.billing.statements import store as statements
+from services.billing.statements.rules import Billed
 from services.servicekit.db import Connection, is_transient
 
 log = structlog.get_logger(__name__)
@@ -116,13 +121,20 @@ async def record_events(conn: Connection, entries: Sequence[Entry]) -> dict[UUID
     generated = [charge.event for charge in charges]
 
     await store.lock(conn, lock_keys([*generated, *jobs]))
+    # 2: each generation's billing period, late if its own was closed first; holds those
+    # periods against a close until this batch commits (see statements/store.py).
+    periods = await statements.bill_periods(conn, generated, datetime.now(UTC))
     await store.remember_jobs(conn, jobs)
     known = await store.find_jobs(
         conn,
         job_ids=[event.job_id for event in generated if event.job_id is not None],
         drafts=[(event.company_id, ref) for event in generated for ref in references(event)],
     )
-    rows = [usage_row(charge, place(charge.event, known)) for charge in charges]
+    prices = await book.prices_at(conn, generated)  # 3: by occurredAt, one query per batch
+    rows = [
+        usage_row(charge, place(charge.event, known), price, periods[charge.event_id])
+        for charge, price in zip(charges, prices, strict=True)
+    ]
     inserted = await store.insert_usage(conn, rows)
     attached = await store.attach_drafts(conn, jobs)
     # Steps 5 and 6: the rollups of the rows inserted and of the drafts moved, written once
@@ -134,6 +146,9 @@ async def record_events(conn: Connection, entries: Sequence[Entry]) -> dict[UUID
         moved=[moved_line(row) for row in attached],
         reconciled=reconciled_drafts(jobs),
     )
+    # 7: thresholds the periods' new totals reached (webhooks), and their SpendRecorded events
+    billed = [(row.company_id, row.period) for row in rows if row.event_id in inserted]
+    await record_spend(conn, billed, datetime.now(UTC))
 
     recorded: dict[UUID, Recorded] = {
         row.event_id: UsageRecorded(
@@ -148,7 +163,14 @@ async def record_events(conn: Connection, entries: Sequence[Entry]) -> dict[UUID
     return recorded
 
 
-def usage_row(charge: Charge, placement: Placement) -> UsageRow:
+def usage_row(
+    charge: Charge, placement: Placement, price: PriceVersion | None, billed: Billed
+) -> UsageRow:
+    """Priced once, with the price version in force at the generation's occurredAt.
+
+    No version only before billing first started on this database: the environment's
+    price (`charge.cost`) then, and no priceId.
+    """
     event = charge.event
     return UsageRow(
         event_id=event.event_id,
@@ -159,10 +181,12 @@ def usage_row(charge: Charge, placement: Placement) -> UsageRow:
         completion_tokens=event.completion_tokens,
         total_tokens=event.total_tokens,
         question_count=event.question_count,
-        cost=charge.cost,
+        cost=price.pricing.cost(event.question_count) if price is not None else charge.cost,
+        price_id=price.price_id if price is not None else None,
         model_used=event.model,
         created_at=event.occurred_at,
-        period=str(Period.of(event.occurred_at)),
+        period=str(billed.period),
+        late=billed.late,
     )
 
 

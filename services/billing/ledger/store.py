@@ -38,11 +38,12 @@ JOIN known_jobs k ON k.company_id = ref.company_id AND k.draft_job_id = ref.draf
 INSERT_USAGE = """
 INSERT INTO question_generation_usage (
     event_id, company_id, job_id, draft_job_id, prompt_tokens, completion_tokens,
-    total_tokens, question_count, cost, model_used, created_at, period
+    total_tokens, question_count, cost, model_used, created_at, period, price_id, late
 )
 SELECT * FROM unnest(
     $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::int[],
-    $7::int[], $8::int[], $9::numeric[], $10::text[], $11::timestamptz[], $12::text[]
+    $7::int[], $8::int[], $9::numeric[], $10::text[], $11::timestamptz[], $12::text[],
+    $13::uuid[], $14::boolean[]
 )
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
@@ -76,6 +77,7 @@ class UsageRow:
     created_at: datetime
     period: str
     late: bool = False
+    price_id: UUID | None = None  # the price version it was priced with
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ async def insert_usage(conn: Connection, rows: Sequence[UsageRow]) -> set[UUID]:
         [row.model_used for row in rows],
         [row.created_at for row in rows],
         [row.period for row in rows],
+        [row.price_id for row in rows],
+        [row.late for row in rows],
     )
     return {record["event_id"] for record in inserted}
 

@@ -1,4 +1,4 @@
-"""The billing read API: usage rows, the summary, drafts, the daily series and the CSV export.
+"""The billing read API: usage rows, the summary, drafts, the daily series, the CSV export."""
 
 from __future__ import annotations
 

@@ -4,8 +4,11 @@ What a company may spend comes from billing's events (`consume.py`), kept in thi
 service's own database; the guard never calls billing. Per process it remembers
 each company's terms (has it a limit, its prices) for `refresh_seconds`, so a
 company with no limit costs no query at all, and a change billing publishes takes
-effect within that time of its arrival. The limit itself is read by the
-reservation statement, in the same round trip as the reservation.
+effect within that time of its arrival. The limit itself is read under the
+period's row lock, when the reservation is decided.
+
+Reservations are decided in batches: a request joins the batch after the one in
+hand, so under load one short transaction decides many (see `store.LOCK_PERIODS`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import Enum
 from uuid import UUID
 
 import asyncpg
@@ -29,6 +33,7 @@ from services.question_gen.budgets.rules import (
     BudgetExceeded,
     Settlement,
     Terms,
+    admit,
     cost_at,
     period_of,
 )
@@ -38,6 +43,8 @@ log = structlog.get_logger(__name__)
 
 # Companies remembered per process; past this the memory starts over (a query each).
 MAX_REMEMBERED = 100_000
+# Reservations decided in one transaction at most.
+BATCH_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,33 @@ class Reservation:
     company_id: UUID
     period: str
     amount: Decimal
+
+
+class Outcome(Enum):
+    RESERVED = "reserved"
+    REFUSED = "refused"
+    UNLIMITED = "unlimited"
+
+
+def decide(
+    batch: list[Reservation], periods: dict[tuple[UUID, str], store.PeriodUse]
+) -> list[Outcome]:
+    """Each reservation's outcome, in arrival order, from its period as locked."""
+    by_period: dict[tuple[UUID, str], list[int]] = {}
+    for i, reservation in enumerate(batch):
+        by_period.setdefault((reservation.company_id, reservation.period), []).append(i)
+    outcomes: dict[int, Outcome] = {}
+    for key, members in by_period.items():
+        use = periods[key]
+        if use.monthly_limit is None:
+            outcomes.update((i, Outcome.UNLIMITED) for i in members)
+            continue
+        fits = admit(use.used, use.monthly_limit, [batch[i].amount for i in members])
+        outcomes.update(
+            (i, Outcome.RESERVED if ok else Outcome.REFUSED)
+            for i, ok in zip(members, fits, strict=True)
+        )
+    return [outcomes[i] for i in range(len(batch))]
 
 
 def _utc_now() -> datetime:
@@ -75,6 +109,8 @@ class BudgetGuard:
         self._loading: dict[UUID, asyncio.Task[Terms]] = {}
         self._changes = 0  # grows with every `forget`: a load begun before one is not kept
         self._sweeper: asyncio.Task[None] | None = None
+        self._waiting: list[tuple[Reservation, asyncio.Future[Outcome]]] = []
+        self._batches: asyncio.Task[None] | None = None
 
     # -- the request path ------------------------------------------------------------------
 
@@ -90,15 +126,17 @@ class BudgetGuard:
         period = period_of(now)
         amount = cost_at(terms, company_id, now, question_count)
         reservation = Reservation(uuid.uuid4(), company_id, period, amount)
-        async with self._pool.acquire() as conn:
-            outcome = await self._reserve(conn, reservation)
+        outcome = await self._batched(reservation)
+        if outcome is Outcome.REFUSED:
             # Reservations count at their worst case until folded (settled ones at their
             # cost, expired ones at nothing): fold them now rather than refuse on their account.
-            if outcome is store.Outcome.REFUSED and await store.fold(conn, company_id, period):
-                outcome = await self._reserve(conn, reservation)
-        if outcome is store.Outcome.REFUSED:
+            async with self._pool.acquire() as conn:
+                folded = await store.fold(conn, company_id, period)
+            if folded:
+                outcome = await self._batched(reservation)
+        if outcome is Outcome.REFUSED:
             raise BudgetExceeded(company_id, period, amount)
-        if outcome is store.Outcome.UNLIMITED:  # the limit was removed meanwhile
+        if outcome is Outcome.UNLIMITED:  # the limit was removed meanwhile
             self.forget(company_id)
             return None
         return reservation
@@ -125,15 +163,44 @@ class BudgetGuard:
         except Exception:
             log.warning("budget reservation not released; it expires", exc_info=True)
 
-    async def _reserve(self, conn: Connection, reservation: Reservation) -> store.Outcome:
-        return await store.reserve(
-            conn,
-            reservation.id,
-            reservation.company_id,
-            reservation.period,
-            reservation.amount,
-            self._hold_seconds,
-        )
+    # -- reservations, a batch at a time ---------------------------------------------------
+
+    async def _batched(self, reservation: Reservation) -> Outcome:
+        """Join the next batch: every request waiting when the batch in hand ends."""
+        decided: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((reservation, decided))
+        if self._batches is None or self._batches.done():
+            self._batches = asyncio.create_task(self._reserve_batches(), name="budget-batches")
+        return await decided
+
+    async def _reserve_batches(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:BATCH_SIZE], self._waiting[BATCH_SIZE:]
+            try:
+                outcomes = await self._reserve_batch([reservation for reservation, _ in batch])
+            except Exception as exc:
+                for _, decided in batch:
+                    if not decided.done():
+                        decided.set_exception(exc)
+                continue
+            for (reservation, decided), outcome in zip(batch, outcomes, strict=True):
+                if not decided.done():
+                    decided.set_result(outcome)
+                elif outcome is Outcome.RESERVED:  # its request is gone: give it back
+                    await self.release(reservation)
+
+    async def _reserve_batch(self, batch: list[Reservation]) -> list[Outcome]:
+        keys = list({(r.company_id, r.period) for r in batch})  # locked in key order
+        async with self._pool.acquire() as conn, conn.transaction():
+            periods = await store.lock_periods(conn, keys)
+            outcomes = decide(batch, periods)
+            admitted = [
+                (r.id, r.company_id, r.period, r.amount)
+                for r, outcome in zip(batch, outcomes, strict=True)
+                if outcome is Outcome.RESERVED
+            ]
+            await store.hold(conn, admitted, self._hold_seconds)
+        return outcomes
 
     # -- what the guard knows of each company ----------------------------------------------
 
@@ -185,6 +252,10 @@ class BudgetGuard:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="budget-sweeper")
 
     async def stop(self) -> None:
+        if self._batches is not None:
+            self._batches.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._batches
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

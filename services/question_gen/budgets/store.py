@@ -1,17 +1,17 @@
 """The budget guard's SQL. Functions take a connection and never commit.
 
 The (company, period) row is the one lock every reservation of the period
-takes, for one statement (autocommit): the generation's own transaction never
-takes it (the generation row settles the reservation; a fold counts it later).
+takes, for one short transaction: the generation's own transaction never takes
+it (the generation row settles the reservation; a fold counts it later).
 Locks, always in this order, so no two statements wait on each other: reservation
 rows (folds skip those locked), then period rows in period order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
 from uuid import UUID
 
 from contracts.events import BudgetChanged, PriceChanged, SpendRecorded
@@ -28,28 +28,47 @@ LEFT JOIN budget_limits l ON l.company_id = $1
 LEFT JOIN budget_prices p ON p.company_id = $1 OR p.company_id IS NULL
 """
 
-# The reservation, atomic: under the (company, period) row lock, `cost` is added to
-# `reserved` only if spent (the greater of settled and billed) + reserved + cost fits the
-# limit, and the reservation row is written only then. The period's first request
-# inserts the row (cost <= limit); a concurrent first request conflicts, waits for the
-# lock and is checked against the row as committed. No limit: nothing is written.
-RESERVE = """
-WITH counted AS (
-    INSERT INTO budget_periods AS p (company_id, period, reserved)
-    SELECT $1, $2, $4 FROM budget_limits l
-    WHERE l.company_id = $1 AND $4 <= l.monthly_limit
-    ON CONFLICT (company_id, period) DO UPDATE SET reserved = p.reserved + EXCLUDED.reserved
-    WHERE greatest(p.settled, p.billed) + p.reserved + EXCLUDED.reserved
-        <= (SELECT monthly_limit FROM budget_limits WHERE company_id = $1)
-    RETURNING p.company_id
-),
-held AS (
+# Reservations, a batch at a time (every request waiting when the previous batch ends),
+# in one transaction of two statements, committed without waiting for the WAL flush:
+#
+# 1. LOCK_PERIODS takes the (company, period) rows of the batch, in key order (creating
+#    any missing), and reads their spent (the greater of settled and billed) + reserved
+#    and the company's limit as they are under the lock;
+# 2. the caller admits, in arrival order, each reservation that still fits
+#    (`rules.admit`);
+# 3. HOLD writes one row per admitted reservation and adds them to `reserved`.
+#
+# Concurrent batches (other processes) wait on the row locks, so spent + reserved can
+# never pass the limit. Without the WAL flush the locks are released at once instead of
+# after a disk write (one company took about 1,300 reservations a second, over 4,000
+# without); atomicity and visibility are unchanged, and only a database crash can lose
+# a reservation, then only one whose generation row was not yet committed (WAL is
+# flushed in order: that commit makes it durable).
+LOCK_PERIODS = """
+INSERT INTO budget_periods AS p (company_id, period)
+SELECT company_id, period FROM unnest($1::uuid[], $2::text[]) AS k(company_id, period)
+ORDER BY company_id, period
+ON CONFLICT (company_id, period) DO UPDATE SET company_id = EXCLUDED.company_id
+RETURNING p.company_id, p.period, greatest(p.settled, p.billed) + p.reserved AS used,
+    (SELECT monthly_limit FROM budget_limits l WHERE l.company_id = p.company_id)
+        AS monthly_limit,
+    set_config('synchronous_commit', 'off', true) AS commit_mode
+"""
+
+HOLD = """
+WITH held AS (
     INSERT INTO budget_reservations (id, company_id, period, amount, expires_at)
-    SELECT $3, $1, $2, $4, clock_timestamp() + make_interval(secs => $5) FROM counted
-    RETURNING id
+    SELECT id, company_id, period, amount, clock_timestamp() + make_interval(secs => $5)
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::numeric[])
+        AS r(id, company_id, period, amount)
+),
+added AS (
+    SELECT company_id, period, sum(amount) AS amount
+    FROM unnest($2::uuid[], $3::text[], $4::numeric[]) AS r(company_id, period, amount)
+    GROUP BY company_id, period
 )
-SELECT l.monthly_limit, EXISTS (SELECT FROM held) AS reserved
-FROM (SELECT 1) AS one LEFT JOIN budget_limits l ON l.company_id = $1
+UPDATE budget_periods p SET reserved = p.reserved + added.amount
+FROM added WHERE p.company_id = added.company_id AND p.period = added.period
 """
 
 # Give a reservation back (the generation failed): its amount leaves `reserved`.
@@ -128,12 +147,6 @@ FROM budget_periods WHERE company_id = $1 AND period = $2
 """
 
 
-class Outcome(Enum):
-    RESERVED = "reserved"
-    REFUSED = "refused"
-    UNLIMITED = "unlimited"
-
-
 @dataclass(frozen=True)
 class PeriodCounter:
     settled: Decimal
@@ -163,19 +176,39 @@ async def terms(conn: Connection, company_id: UUID) -> Terms:
     return Terms(limited=bool(rows[0]["limited"]), versions=versions)
 
 
-async def reserve(
+@dataclass(frozen=True)
+class PeriodUse:
+    used: Decimal  # spent + reserved, under the row lock
+    monthly_limit: Decimal | None
+
+
+async def lock_periods(
+    conn: Connection, keys: Sequence[tuple[UUID, str]]
+) -> dict[tuple[UUID, str], PeriodUse]:
+    """In the caller's transaction: lock these (company, period) rows; what each has used."""
+    rows = await conn.fetch(LOCK_PERIODS, [c for c, _ in keys], [p for _, p in keys])
+    return {
+        (row["company_id"], row["period"]): PeriodUse(row["used"], row["monthly_limit"])
+        for row in rows
+    }
+
+
+async def hold(
     conn: Connection,
-    reservation_id: UUID,
-    company_id: UUID,
-    period: str,
-    amount: Decimal,
+    reservations: Sequence[tuple[UUID, UUID, str, Decimal]],
     hold_seconds: float,
-) -> Outcome:
-    row = await conn.fetchrow(RESERVE, company_id, period, reservation_id, amount, hold_seconds)
-    assert row is not None
-    if row["reserved"]:
-        return Outcome.RESERVED
-    return Outcome.UNLIMITED if row["monthly_limit"] is None else Outcome.REFUSED
+) -> None:
+    """In the transaction of `lock_periods`: (id, company, period, amount) of each admitted."""
+    if not reservations:
+        return
+    await conn.execute(
+        HOLD,
+        [r[0] for r in reservations],
+        [r[1] for r in reservations],
+        [r[2] for r in reservations],
+        [r[3] for r in reservations],
+        hold_seconds,
+    )
 
 
 async def release(conn: Connection, reservation_id: UUID) -> None:

@@ -26,7 +26,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from contracts.events import Event, QuestionsGenerated
+from contracts.events import Event, JobCreated, QuestionsGenerated
 from services.billing.ledger.record import record_events
 from services.billing.ledger.rules import Entry, Pricing
 from services.billing.rollups import store as rollups
@@ -51,7 +51,10 @@ RANGES: list[tuple[str | None, str | None]] = [
 
 
 def entry(event: Event) -> Entry:
-    return PRICING.charge(event) if isinstance(event, QuestionsGenerated) else event
+    if isinstance(event, QuestionsGenerated):
+        return PRICING.charge(event)
+    assert isinstance(event, JobCreated)
+    return event
 
 
 def at(text: str | None) -> datetime | None:
@@ -223,7 +226,7 @@ async def test_every_figure_equals_the_sum_of_the_rows(
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     other = uuid.uuid4()
-    mine, theirs = story(company, rng, 400), story(other, rng, 100)
+    mine, theirs = story(company, rng, 800), story(other, rng, 150)
     mixed = mine + theirs
     rng.shuffle(mixed)
     await record_concurrently(pool, mixed, rng)

@@ -19,6 +19,7 @@ from services.question_gen.budgets import store
 from services.question_gen.budgets.guard import BudgetGuard, Reservation
 from services.question_gen.budgets.rules import BudgetExceeded, period_of
 from services.question_gen.generation import Answer, MalformedAnswer
+from services.servicekit import db
 from tests.support.auth import bearer
 from tests.support.broker import declare_topology_at, publish_events
 from tests.support.databases import ServiceDatabases
@@ -69,8 +70,11 @@ def spend_recorded(company: UUID, spent: str, period: str = PERIOD) -> SpendReco
 
 @pytest.fixture
 async def pool(dbs: ServiceDatabases) -> AsyncIterator[asyncpg.Pool]:
-    async with asyncpg.create_pool(dbs.question_gen, min_size=1, max_size=20) as created:
+    created = await db.create_pool(dbs.question_gen, min_size=1, max_size=20)
+    try:
         yield created
+    finally:
+        await created.close()
 
 
 async def set_limit(
@@ -326,3 +330,29 @@ async def test_a_refused_or_failed_generation_calls_no_llm_and_holds_nothing(
         assert [tuple(row) for row in rows] == [(Decimal("0.0000"), Decimal("0.0000"))]
         assert await stack.fetch(dbs.question_gen, "SELECT * FROM budget_reservations") == []
         assert await stack.fetch(dbs.question_gen, "SELECT * FROM generations") == []
+
+
+async def test_an_idempotent_retry_replays_without_reserving_again(
+    dbs: ServiceDatabases, prefix: str, company: UUID
+) -> None:
+    async with start_stack(dbs, prefix, services=("question_gen",)) as stack:
+        await declare_topology_at(RABBITMQ_URL, Topology(prefix))
+        await publish_events(Topology(prefix), budget_changed(company, "0.1000", 1))
+        body = {"draftJobId": "d-1", "jobDescription": "Rust engineer", "numberOfQuestions": 10}
+        headers = {**bearer(company), "Idempotency-Key": "budget-retry"}
+
+        async def limit_applied() -> bool:
+            return bool(await stack.fetch(dbs.question_gen, "SELECT 1 FROM budget_limits"))
+
+        await eventually(limit_applied)
+        first = await stack.questions.post("/api/ai/generate-questions", json=body, headers=headers)
+        assert first.status_code == 200, first.text
+        # The limit is spent, yet the retry gets the first answer: no reservation, no bill.
+        again = await stack.questions.post("/api/ai/generate-questions", json=body, headers=headers)
+        assert again.status_code == 200, again.text
+        assert again.json()["generationId"] == first.json()["generationId"]
+        other = await stack.questions.post(
+            "/api/ai/generate-questions", json=body, headers=bearer(company)
+        )
+        assert other.status_code == 402
+        assert len(await stack.fetch(dbs.question_gen, "SELECT id FROM generations")) == 1
