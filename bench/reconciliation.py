@@ -22,9 +22,10 @@ import asyncpg
 
 from bench import harness
 from bench.harness import Profile, Result, median, percentile
+from contracts.events import QuestionsGenerated
 from services.billing.ledger import store
 from services.billing.ledger.record import record_events
-from services.billing.ledger.rules import Charge, Pricing
+from services.billing.ledger.rules import Pricing
 from tests.support.events import generated, job_created
 
 BAR = 1.5
@@ -46,12 +47,10 @@ FROM generate_series(1, $1::int) AS i
 """
 
 
-def drafts(pricing: Pricing, company: uuid.UUID, draft: str) -> list[Charge]:
+def drafts(company: uuid.UUID, draft: str) -> list[QuestionsGenerated]:
     at = datetime.now(UTC)
     return [
-        pricing.charge(
-            generated(company, draft=draft, at=at, prompt_tokens=512, completion_tokens=734)
-        )
+        generated(company, draft=draft, at=at, prompt_tokens=512, completion_tokens=734)
         for _ in range(DRAFT_ROWS)
     ]
 
@@ -99,11 +98,11 @@ def index_names(plan_json: str) -> set[str]:
 async def reconcile_once(conn: asyncpg.Connection, pricing: Pricing) -> float:
     company, draft = uuid.uuid4(), str(uuid.uuid4())
     async with conn.transaction():
-        await record_events(conn, drafts(pricing, company, draft))
+        await record_events(conn, drafts(company, draft), default=pricing)
     job = job_created(company, draft=draft)
     started = time.perf_counter()
     async with conn.transaction():
-        outcome = await record_events(conn, [job])
+        outcome = await record_events(conn, [job], default=pricing)
     elapsed = time.perf_counter() - started
     attached = outcome[job.event_id]
     assert getattr(attached, "rows", None) == DRAFT_ROWS, attached

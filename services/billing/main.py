@@ -80,8 +80,7 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
     consumer = Consumer(
         broker,
         topology,
-        functools.partial(record_batch, pool),
-        pricing,
+        functools.partial(record_batch, pool, default=pricing),
         batch_max_size=settings.batch_max_size,
         max_failed_attempts=settings.max_failed_attempts,
     )

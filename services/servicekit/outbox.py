@@ -64,6 +64,18 @@ added AS (
 SELECT written.*, (SELECT count(*) FROM added) AS events_added FROM written
 """
 
+# Several events at once (a batch's), in one statement; payloads travel as JSON text, so
+# any connection can write them, with or without a JSON codec.
+ENQUEUE_MANY = """
+WITH added AS (
+    INSERT INTO outbox (event_id, routing_key, payload, correlation_id)
+    SELECT event_id, routing_key, payload::jsonb, $4::text
+    FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(event_id, routing_key, payload)
+    RETURNING id
+)
+SELECT pg_notify('outbox', '') WHERE EXISTS (SELECT FROM added)
+"""
+
 PARAMETER = re.compile(r"\$(\d+)")
 
 # Claim the oldest unpublished events; rows another relay holds are skipped.
@@ -97,6 +109,20 @@ async def enqueue(conn: Connection, event: Event, *, correlation_id: str | None 
         event.event_id,
         event.routing_key,
         event.model_dump(mode="json", by_alias=True),
+        correlation_id,
+    )
+
+
+async def enqueue_many(
+    conn: Connection, events: Sequence[Event], *, correlation_id: str | None = None
+) -> None:
+    if not events:
+        return
+    await conn.execute(
+        ENQUEUE_MANY,
+        [event.event_id for event in events],
+        [event.routing_key for event in events],
+        [event.to_json().decode() for event in events],
         correlation_id,
     )
 

@@ -6,6 +6,8 @@ import asyncio
 import io
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +19,7 @@ from contracts.events import JobCreated, QuestionsGenerated
 from contracts.topology import DELIVERY_LIMIT, Topology
 from services.billing.config import Settings
 from services.billing.dlq import replay
-from services.billing.ledger.messages import DETAIL, FAILURE_HEADERS, REASON
+from services.billing.ledger.messages import ATTEMPTS, DETAIL, FAILURE_HEADERS, REASON
 from tests.chaos.harness import (
     Figures,
     declare,
@@ -26,7 +28,7 @@ from tests.chaos.harness import (
     queue_counts,
     settled_ledger,
 )
-from tests.support.auth import TEST_SECRET
+from tests.support.auth import TEST_SECRET, bearer
 from tests.support.broker import drain
 from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
@@ -118,6 +120,59 @@ async def test_poison_goes_to_the_dlq_and_good_events_are_billed(
     assert all(details.values()), details
     assert "unknown event type" in details["poison-unknown-type"]
     assert "companyId" in details["poison-missing-field"]
+    assert left == 0
+
+
+async def test_a_cost_too_big_at_the_price_in_force_is_poison_and_the_rest_is_billed(
+    dbs: ServiceDatabases, prefix: str, company: UUID, figures: Figures
+) -> None:
+    """Priced once, by the ledger: an overflow found there goes to the DLQ as poison, alone."""
+    # 5 questions cost 999999.9999 at this price, the most the ledger holds; 50 do not fit.
+    effective = datetime.now(UTC) + timedelta(seconds=5)
+    operator = bearer(uuid.uuid4(), user="operator@example.com", roles=["platform:admin"])
+    before = generated(company, questions=50, at=effective - timedelta(minutes=1))
+    fits = generated(company, questions=5, at=effective + timedelta(seconds=1))
+    overflows = generated(company, questions=50, at=effective + timedelta(seconds=1))
+    others = [generated(uuid.uuid4(), questions=50) for _ in range(20)]
+    async with start_stack(dbs, prefix, services=("billing",)) as stack:
+        topology = stack.topology
+        answer = await stack.billing.put(
+            f"/api/billing/admin/companies/{company}/price",
+            json={
+                "pricePer10Questions": "1999999.9998",
+                "profitMarginPercent": "0",
+                "effectiveFrom": effective.isoformat(),
+            },
+            headers=operator,
+        )
+        assert answer.status_code == 201, answer.text
+        await publish_all(topology, [*others[:10], before, overflows, fits, *others[10:]])
+        billed = [e.event_id for e in [*others, before, fits]]
+        result = await settled_ledger(dbs.billing, billed, timeout=30)
+        await eventually(
+            lambda: queue_counts(topology.billing_dlq_name), until=lambda counts: counts[0] == 1
+        )
+        dead = await drain(topology.billing_dlq_name)
+        left, _ = await queue_counts(topology.billing_queue_name)
+        costs = {
+            row["event_id"]: row["cost"]
+            for row in await stack.fetch(
+                dbs.billing,
+                "SELECT event_id, cost FROM question_generation_usage WHERE company_id = $1",
+                company,
+            )
+        }
+
+    [message] = dead
+    headers = message.headers or {}
+    figures.ledger(result)
+    figures.record(dlq=len(dead), reason=text(headers.get(REASON)))
+    assert result.exact, result  # the overflowing event has no row; every other one has
+    assert message.message_id == str(overflows.event_id)
+    assert text(headers.get(REASON)) == "poison"
+    assert "exceeds 999999.9999" in text(headers.get(DETAIL))
+    assert ATTEMPTS not in headers  # dead-lettered at once, never sent round again
+    assert costs == {before.event_id: Decimal("0.5000"), fits.event_id: Decimal("999999.9999")}
     assert left == 0
 
 

@@ -130,18 +130,22 @@ async def test_metrics_move_when_events_are_processed(stack: Stack, company: UUI
     assert billing("http_requests_total", method="GET", route="/api/billing/usage", status="200")
     # Every message billing took, poison included, from receipt to acknowledgement.
     assert billing("billing_message_seconds_count") == 3
-    # FastStream's own middleware counts what billing published: the dead letter.
+    # FastStream's own middleware counts what billing published to its dead-letter
+    # exchange: the dead letter (billing's own events go to the events exchange).
+    dlx = stack.topology.billing_dlx_name
     published = {
         labels: value
         for (sample, labels), value in after.items()
         if sample == "faststream_published_messages_total"
         and dict(labels).get("app_name") == "billing"
+        and dict(labels).get("destination", "").startswith(dlx)
     }
     before_published = {
         labels: value
         for (sample, labels), value in before["billing"].items()
         if sample == "faststream_published_messages_total"
         and dict(labels).get("app_name") == "billing"
+        and dict(labels).get("destination", "").startswith(dlx)
     }
     assert sum(published.values()) - sum(before_published.values()) == 1, published
 

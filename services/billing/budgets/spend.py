@@ -19,6 +19,7 @@ from services.billing.budgets.rules import thresholds_reached
 from services.billing.budgets.store import PeriodSpend
 from services.billing.webhooks import store as webhooks
 from services.billing.webhooks.rules import DeliveryPolicy, threshold_body, threshold_event_id
+from services.servicekit import outbox
 from services.servicekit.db import Connection
 
 GIVE_UP_AFTER = DeliveryPolicy().give_up_after
@@ -62,5 +63,5 @@ async def record_spend(
         return []
     spends = await store.spent_after(conn, periods)
     await webhooks.enqueue(conn, [d for spend in spends for d in deliveries_for(spend, now)])
-    await store.enqueue_events(conn, [spend_recorded(spend, now) for spend in spends])
+    await outbox.enqueue_many(conn, [spend_recorded(spend, now) for spend in spends])
     return spends

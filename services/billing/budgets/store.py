@@ -9,7 +9,6 @@ from uuid import UUID
 
 import asyncpg
 
-from contracts.events import Event
 from services.servicekit.db import Connection
 
 GET_BUDGET = """
@@ -49,19 +48,6 @@ FROM unnest($1::uuid[], $2::text[]) AS k(company_id, period)
 JOIN rollup_periods p ON p.company_id = k.company_id AND p.period = k.period
 LEFT JOIN budgets b ON b.company_id = k.company_id
 ORDER BY k.company_id, k.period
-"""
-
-
-# A batch's SpendRecorded events into billing's outbox (the kit's table) in one statement;
-# the payload travels as JSON text, so any connection can write it. NOTIFY wakes the relay.
-ENQUEUE_EVENTS = """
-WITH added AS (
-    INSERT INTO outbox (event_id, routing_key, payload)
-    SELECT event_id, routing_key, payload::jsonb
-    FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(event_id, routing_key, payload)
-    RETURNING id
-)
-SELECT pg_notify('outbox', '') WHERE EXISTS (SELECT FROM added)
 """
 
 
@@ -139,14 +125,3 @@ async def spent_after(conn: Connection, periods: Sequence[tuple[UUID, str]]) -> 
         )
         for row in rows
     ]
-
-
-async def enqueue_events(conn: Connection, events: Sequence[Event]) -> None:
-    if not events:
-        return
-    await conn.execute(
-        ENQUEUE_EVENTS,
-        [event.event_id for event in events],
-        [event.routing_key for event in events],
-        [event.to_json().decode() for event in events],
-    )

@@ -3,9 +3,10 @@
 A message is settled in one of three ways, and acknowledged only then:
 
 - recorded: its batch committed (`record.py`); acknowledged after the commit;
-- poison (not JSON, not valid against the contract, unknown type, a cost the
-  ledger cannot hold): to the DLQ at once with `x-billing-reason`, then
-  acknowledged;
+- poison (not JSON, not valid against the contract, unknown type: `parse`; or
+  a cost the ledger cannot hold at the price in force: `record.py` raises
+  `CostOutOfRange`, a `PoisonMessage`, for that event alone): to the DLQ at once
+  with `x-billing-reason=poison`, never retried, then acknowledged;
 - failed (not transiently: those are retried inside `record.py` and never
   acknowledged meanwhile): back of the queue with the failures counted in a
   header, then acknowledged; after `max_failed_attempts`, to the DLQ. The code
@@ -56,7 +57,7 @@ from services.billing.ledger.messages import (
     retry_headers,
 )
 from services.billing.ledger.record import DraftsReconciled, RecordBatch, Recorded
-from services.billing.ledger.rules import Charge, Entry, Pricing
+from services.billing.ledger.rules import Entry
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +98,6 @@ class Consumer:
         broker: RabbitBroker,
         topology: Topology,
         record: RecordBatch,
-        pricing: Pricing,
         *,
         batch_max_size: int,
         max_failed_attempts: int,
@@ -105,7 +105,6 @@ class Consumer:
         self._broker = broker
         self._topology = topology
         self._record = record
-        self._pricing = pricing
         self._batch_max_size = batch_max_size
         self._max_failed_attempts = max_failed_attempts
         self._queue: AbstractRobustQueue | None = None
@@ -162,13 +161,12 @@ class Consumer:
         """Record the message, or dead-letter it, or send it round again; then settle it."""
         routing_key = original_routing_key(message)
         try:
-            entry = parse(routing_key, message.body, self._pricing)
+            entry = parse(routing_key, message.body)
+            recorded = await self._recorded(entry)
         except PoisonMessage as exc:
             await self._dead_letter(message, "poison", str(exc))
             self._settled(message)
             return
-        try:
-            recorded = await self._recorded(entry)
         except Exception as exc:
             await self._failed(message, routing_key, exc)
             self._settled(message)
@@ -353,8 +351,7 @@ class Consumer:
             redelivered=message.redelivered,
         )
 
-    def _report(self, message: AbstractIncomingMessage, entry: Entry, recorded: Recorded) -> None:
-        event = entry.event if isinstance(entry, Charge) else entry
+    def _report(self, message: AbstractIncomingMessage, event: Entry, recorded: Recorded) -> None:
         if isinstance(recorded, DraftsReconciled):
             metrics.DRAFTS_RECONCILED.inc(recorded.rows)
             self._log(message).info(

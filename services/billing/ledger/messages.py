@@ -1,6 +1,9 @@
 """Pure: a delivered message read as a ledger entry, or told apart as poison; its failure headers.
 
-Nothing here does I/O: `consume.py` decides what to do with the answers.
+Nothing here does I/O: `consume.py` decides what to do with the answers. Poison is
+what can be told from the message alone (the contract's validation). A generation is
+priced once, by the ledger, with the price version in force at its occurredAt: a cost
+too big for the ledger is found there (`CostOutOfRange`, poison too).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from contracts.events import EVENT_TYPES, JobCreated, QuestionsGenerated
-from services.billing.ledger.rules import Entry, PriceOutOfRange, Pricing
+from services.billing.ledger.rules import Entry
+from services.billing.ledger.rules import PoisonMessage as PoisonMessage
 
 REASON = "x-billing-reason"
 DETAIL = "x-billing-detail"
@@ -37,12 +41,8 @@ FAILURE_HEADERS = (
 )
 
 
-class PoisonMessage(ValueError):
-    """A message no retry can make usable."""
-
-
-def parse(routing_key: str, body: bytes, pricing: Pricing) -> Entry:
-    """The entry a message asks the ledger to record; a generation comes priced."""
+def parse(routing_key: str, body: bytes) -> Entry:
+    """The event a message asks the ledger to record; `PoisonMessage` if it is not one."""
     model = EVENT_TYPES.get(routing_key)
     if model is None:
         raise PoisonMessage(f"unknown event type {routing_key!r}")
@@ -54,12 +54,7 @@ def parse(routing_key: str, body: bytes, pricing: Pricing) -> Entry:
             for error in exc.errors()[:5]
         )
         raise PoisonMessage(f"not a valid {routing_key}: {problems}") from exc
-    if isinstance(event, QuestionsGenerated):
-        try:
-            return pricing.charge(event)
-        except PriceOutOfRange as exc:
-            raise PoisonMessage(str(exc)) from exc
-    assert isinstance(event, JobCreated)  # the only other type in EVENT_TYPES
+    assert isinstance(event, (QuestionsGenerated, JobCreated))  # the types in EVENT_TYPES
     return event
 
 

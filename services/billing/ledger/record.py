@@ -10,6 +10,14 @@ retried with backoff for as long as it takes; the batch's messages stay
 unacknowledged meanwhile. Any other failure splits the batch so that one bad
 event cannot hold the others back: each is committed alone, and only the
 failing one reports an error.
+
+Each generation is priced once, here (step 3), with its company's price version
+in force at its occurredAt. A cost the ledger cannot hold at that price raises
+`CostOutOfRange`, a `PoisonMessage`: the consumer dead-letters it at once. The
+`default` pricing (the environment's, from `Settings`) is used only for an event
+the book has no version for, which happens only on a database billing never
+started on (billing records the environment's price as the default version at
+start); such a row keeps no priceId.
 """
 
 from __future__ import annotations
@@ -24,10 +32,10 @@ import asyncpg
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from contracts.events import JobCreated
+from contracts.events import JobCreated, QuestionsGenerated
 from services.billing.budgets.spend import record_spend
 from services.billing.ledger import store
-from services.billing.ledger.rules import Charge, Entry, Placement, lock_keys, place, references
+from services.billing.ledger.rules import Entry, Placement, Pricing, lock_keys, place, references
 from services.billing.ledger.store import Attached, UsageRow
 from services.billing.metrics import BATCH_SIZE, TRANSIENT_RETRIES
 from services.billing.prices import book
@@ -66,25 +74,25 @@ RecordBatch = Callable[[list[Entry]], Awaitable[Sequence[Recorded | Exception]]]
 
 
 async def record_batch(
-    pool: asyncpg.Pool, entries: list[Entry], *, max_retry_delay: float = 5.0
+    pool: asyncpg.Pool, entries: list[Entry], *, default: Pricing, max_retry_delay: float = 5.0
 ) -> list[Recorded | Exception]:
     """Commit the entries together; if that fails for good, each alone."""
     BATCH_SIZE.observe(len(entries))
     try:
-        recorded = await _commit(pool, entries, max_retry_delay)
+        recorded = await _commit(pool, entries, default, max_retry_delay)
     except Exception as exc:
         if len(entries) == 1:
             return [exc]
         log.warning("batch failed, committing its events one by one", error=repr(exc))
-        return [await _commit_alone(pool, entry, max_retry_delay) for entry in entries]
+        return [await _commit_alone(pool, entry, default, max_retry_delay) for entry in entries]
     return [recorded[entry.event_id] for entry in entries]
 
 
 async def _commit_alone(
-    pool: asyncpg.Pool, entry: Entry, max_retry_delay: float
+    pool: asyncpg.Pool, entry: Entry, default: Pricing, max_retry_delay: float
 ) -> Recorded | Exception:
     try:
-        return (await _commit(pool, [entry], max_retry_delay))[entry.event_id]
+        return (await _commit(pool, [entry], default, max_retry_delay))[entry.event_id]
     except Exception as exc:
         return exc
 
@@ -98,7 +106,7 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 async def _commit(
-    pool: asyncpg.Pool, entries: list[Entry], max_retry_delay: float
+    pool: asyncpg.Pool, entries: list[Entry], default: Pricing, max_retry_delay: float
 ) -> dict[UUID, Recorded]:
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_transient),
@@ -109,16 +117,20 @@ async def _commit(
     async for attempt in retrying:
         with attempt:
             async with pool.acquire(timeout=10) as conn, conn.transaction():
-                return await record_events(conn, entries)
+                return await record_events(conn, entries, default=default)
     raise AssertionError("unreachable: tenacity retries until success or a permanent error")
 
 
-async def record_events(conn: Connection, entries: Sequence[Entry]) -> dict[UUID, Recorded]:
-    """Apply a batch inside the caller's transaction; what each event did, by event id."""
+async def record_events(
+    conn: Connection, entries: Sequence[Entry], *, default: Pricing
+) -> dict[UUID, Recorded]:
+    """Apply a batch inside the caller's transaction; what each event did, by event id.
+
+    `default` prices only a generation the price book has no version for (see above).
+    """
     unique = list({entry.event_id: entry for entry in entries}.values())
-    charges = [entry for entry in unique if isinstance(entry, Charge)]
+    generated = [entry for entry in unique if isinstance(entry, QuestionsGenerated)]
     jobs = [entry for entry in unique if isinstance(entry, JobCreated)]
-    generated = [charge.event for charge in charges]
 
     await store.lock(conn, lock_keys([*generated, *jobs]))
     # 2: each generation's billing period, late if its own was closed first; holds those
@@ -132,8 +144,8 @@ async def record_events(conn: Connection, entries: Sequence[Entry]) -> dict[UUID
     )
     prices = await book.prices_at(conn, generated)  # 3: by occurredAt, one query per batch
     rows = [
-        usage_row(charge, place(charge.event, known), price, periods[charge.event_id])
-        for charge, price in zip(charges, prices, strict=True)
+        usage_row(event, place(event, known), price, periods[event.event_id], default)
+        for event, price in zip(generated, prices, strict=True)
     ]
     inserted = await store.insert_usage(conn, rows)
     attached = await store.attach_drafts(conn, jobs)
@@ -164,14 +176,17 @@ async def record_events(conn: Connection, entries: Sequence[Entry]) -> dict[UUID
 
 
 def usage_row(
-    charge: Charge, placement: Placement, price: PriceVersion | None, billed: Billed
+    event: QuestionsGenerated,
+    placement: Placement,
+    price: PriceVersion | None,
+    billed: Billed,
+    default: Pricing,
 ) -> UsageRow:
     """Priced once, with the price version in force at the generation's occurredAt.
 
-    No version only before billing first started on this database: the environment's
-    price (`charge.cost`) then, and no priceId.
+    No version only before billing first started on this database: the `default`
+    pricing then, and no priceId. `CostOutOfRange` if the ledger cannot hold the cost.
     """
-    event = charge.event
     return UsageRow(
         event_id=event.event_id,
         company_id=event.company_id,
@@ -181,7 +196,7 @@ def usage_row(
         completion_tokens=event.completion_tokens,
         total_tokens=event.total_tokens,
         question_count=event.question_count,
-        cost=price.pricing.cost(event.question_count) if price is not None else charge.cost,
+        cost=(price.pricing if price is not None else default).bill(event),
         price_id=price.price_id if price is not None else None,
         model_used=event.model,
         created_at=event.occurred_at,

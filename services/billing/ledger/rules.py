@@ -18,21 +18,16 @@ from contracts.events import FOUR_PLACES, JobCreated, QuestionsGenerated
 from contracts.pricing import PriceOutOfRange as PriceOutOfRange
 from contracts.pricing import question_cost
 
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """A generation and its cost, priced once, when it arrives."""
-
-    event: QuestionsGenerated
-    cost: Decimal
-
-    @property
-    def event_id(self) -> UUID:
-        return self.event.event_id
+# What the ledger records: a generation, or a job its drafts may move onto.
+Entry = QuestionsGenerated | JobCreated
 
 
-# What the ledger records: a priced generation, or a job its drafts may move onto.
-Entry = Charge | JobCreated
+class PoisonMessage(ValueError):
+    """A message no retry can make usable: dead-lettered at once, never retried."""
+
+
+class CostOutOfRange(PoisonMessage):
+    """A generation whose cost, at the price in force at its occurredAt, the ledger cannot hold."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +41,12 @@ class Pricing:
             question_count, self.price_per_10_questions, self.profit_margin_percent
         )
 
-    def charge(self, event: QuestionsGenerated) -> Charge:
-        return Charge(event, self.cost(event.question_count))
+    def bill(self, event: QuestionsGenerated) -> Decimal:
+        """The generation's cost at this price; `CostOutOfRange` if the ledger cannot hold it."""
+        try:
+            return self.cost(event.question_count)
+        except PriceOutOfRange as exc:
+            raise CostOutOfRange(f"event {event.event_id}: {exc}") from exc
 
 
 def format_money(amount: Decimal) -> str:

@@ -8,7 +8,7 @@ effect within that time of its arrival. The limit itself is read under the
 period's row lock, when the reservation is decided.
 
 Reservations are decided in batches: a request joins the batch after the one in
-hand, so under load one short transaction decides many (see `store.LOCK_PERIODS`).
+hand, so under load one statement decides many (see `store.RESERVE`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from services.question_gen.budgets.rules import (
     BudgetExceeded,
     Settlement,
     Terms,
-    admit,
     cost_at,
     period_of,
 )
@@ -63,27 +62,6 @@ class Outcome(Enum):
     UNLIMITED = "unlimited"
 
 
-def decide(
-    batch: list[Reservation], periods: dict[tuple[UUID, str], store.PeriodUse]
-) -> list[Outcome]:
-    """Each reservation's outcome, in arrival order, from its period as locked."""
-    by_period: dict[tuple[UUID, str], list[int]] = {}
-    for i, reservation in enumerate(batch):
-        by_period.setdefault((reservation.company_id, reservation.period), []).append(i)
-    outcomes: dict[int, Outcome] = {}
-    for key, members in by_period.items():
-        use = periods[key]
-        if use.monthly_limit is None:
-            outcomes.update((i, Outcome.UNLIMITED) for i in members)
-            continue
-        fits = admit(use.used, use.monthly_limit, [batch[i].amount for i in members])
-        outcomes.update(
-            (i, Outcome.RESERVED if ok else Outcome.REFUSED)
-            for i, ok in zip(members, fits, strict=True)
-        )
-    return [outcomes[i] for i in range(len(batch))]
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -111,6 +89,7 @@ class BudgetGuard:
         self._sweeper: asyncio.Task[None] | None = None
         self._waiting: list[tuple[Reservation, asyncio.Future[Outcome]]] = []
         self._batches: asyncio.Task[None] | None = None
+        self._periods: set[tuple[UUID, str]] = set()  # (company, period) rows made
 
     # -- the request path ------------------------------------------------------------------
 
@@ -190,17 +169,20 @@ class BudgetGuard:
                     await self.release(reservation)
 
     async def _reserve_batch(self, batch: list[Reservation]) -> list[Outcome]:
-        keys = list({(r.company_id, r.period) for r in batch})  # locked in key order
-        async with self._pool.acquire() as conn, conn.transaction():
-            periods = await store.lock_periods(conn, keys)
-            outcomes = decide(batch, periods)
-            admitted = [
-                (r.id, r.company_id, r.period, r.amount)
-                for r, outcome in zip(batch, outcomes, strict=True)
-                if outcome is Outcome.RESERVED
-            ]
-            await store.hold(conn, admitted, self._hold_seconds)
-        return outcomes
+        keys = {(r.company_id, r.period) for r in batch}
+        async with self._pool.acquire() as conn:
+            if not keys <= self._periods:  # a period's first reservation in this process
+                await store.add_periods(conn, sorted(keys - self._periods, key=str))
+                if len(self._periods) >= MAX_REMEMBERED:
+                    self._periods.clear()
+                self._periods |= keys
+            decided = await store.reserve(
+                conn, [(r.id, r.company_id, r.period, r.amount) for r in batch], self._hold_seconds
+            )
+        return [
+            Outcome.RESERVED if reserved else Outcome.REFUSED if limited else Outcome.UNLIMITED
+            for reserved, limited in decided
+        ]
 
     # -- what the guard knows of each company ----------------------------------------------
 
@@ -261,6 +243,10 @@ class BudgetGuard:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+            try:  # what this process settled is counted before it goes (else the next fold)
+                await self.sweep()
+            except Exception:
+                log.warning("budget fold at stop failed; the next one counts it", exc_info=True)
 
     async def sweep(self) -> int:
         """Fold every settled or expired reservation into its counter; how many."""

@@ -11,7 +11,7 @@ with (`contracts.pricing`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -95,18 +95,3 @@ def cost_at(terms: Terms, company_id: UUID, instant: datetime, question_count: i
             question_count, FALLBACK_PRICE_PER_10_QUESTIONS, FALLBACK_PROFIT_MARGIN_PERCENT
         )
     return version.cost(question_count)
-
-
-def admit(used: Decimal, monthly_limit: Decimal, amounts: Sequence[Decimal]) -> list[bool]:
-    """Which reservations of one period, in arrival order, fit its limit.
-
-    `used` is the period's spent plus reserved, read under its row lock. Each is
-    admitted if used + its amount stays within the limit, and then counts for the next.
-    """
-    admitted = []
-    for amount in amounts:
-        fits = used + amount <= monthly_limit
-        if fits:
-            used += amount
-        admitted.append(fits)
-    return admitted

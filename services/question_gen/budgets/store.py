@@ -29,46 +29,62 @@ LEFT JOIN budget_prices p ON p.company_id = $1 OR p.company_id IS NULL
 """
 
 # Reservations, a batch at a time (every request waiting when the previous batch ends),
-# in one transaction of two statements, committed without waiting for the WAL flush:
+# in one statement: the batch's (company, period) rows are locked in key order and read
+# as they are under the lock (spent, the greater of settled and billed, + reserved);
+# in arrival order, reservations are admitted while spent + reserved + their running
+# sum stays within the limit (a prefix: one that does not fit ends its period's share
+# of the batch); the admitted are written and added to `reserved`. Concurrent batches
+# (other processes) wait on the row locks, so the limit is never passed together.
 #
-# 1. LOCK_PERIODS takes the (company, period) rows of the batch, in key order (creating
-#    any missing), and reads their spent (the greater of settled and billed) + reserved
-#    and the company's limit as they are under the lock;
-# 2. the caller admits, in arrival order, each reservation that still fits
-#    (`rules.admit`);
-# 3. HOLD writes one row per admitted reservation and adds them to `reserved`.
-#
-# Concurrent batches (other processes) wait on the row locks, so spent + reserved can
-# never pass the limit. Without the WAL flush the locks are released at once instead of
-# after a disk write (one company took about 1,300 reservations a second, over 4,000
-# without); atomicity and visibility are unchanged, and only a database crash can lose
-# a reservation, then only one whose generation row was not yet committed (WAL is
-# flushed in order: that commit makes it durable).
-LOCK_PERIODS = """
-INSERT INTO budget_periods AS p (company_id, period)
-SELECT company_id, period FROM unnest($1::uuid[], $2::text[]) AS k(company_id, period)
-ORDER BY company_id, period
-ON CONFLICT (company_id, period) DO UPDATE SET company_id = EXCLUDED.company_id
-RETURNING p.company_id, p.period, greatest(p.settled, p.billed) + p.reserved AS used,
-    (SELECT monthly_limit FROM budget_limits l WHERE l.company_id = p.company_id)
-        AS monthly_limit,
-    set_config('synchronous_commit', 'off', true) AS commit_mode
-"""
-
-HOLD = """
-WITH held AS (
+# Committed without waiting for the WAL flush (`synchronous_commit` off for this
+# statement alone): the row locks are released at commit, and waiting for the disk
+# while holding them capped one company at about 1,300 reservations a second (over
+# 4,000 without). Atomicity and visibility are unchanged; only a database crash can
+# lose a reservation, and then only one whose generation row was not yet committed
+# (WAL is flushed in order: that commit makes it durable).
+RESERVE = """
+WITH req AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::numeric[])
+        WITH ORDINALITY AS r(id, company_id, period, amount, n)
+),
+locked AS (
+    SELECT p.company_id, p.period, greatest(p.settled, p.billed) + p.reserved AS used,
+           l.monthly_limit
+    FROM budget_periods p JOIN budget_limits l ON l.company_id = p.company_id
+    WHERE (p.company_id, p.period) IN (SELECT company_id, period FROM req)
+    ORDER BY p.company_id, p.period
+    FOR UPDATE OF p
+),
+admitted AS (
+    SELECT id, company_id, period, amount FROM (
+        SELECT r.id, r.company_id, r.period, r.amount, k.used, k.monthly_limit,
+               sum(r.amount) OVER (PARTITION BY r.company_id, r.period ORDER BY r.n) AS running
+        FROM req r JOIN locked k ON k.company_id = r.company_id AND k.period = r.period
+    ) AS candidate
+    WHERE used + running <= monthly_limit
+),
+held AS (
     INSERT INTO budget_reservations (id, company_id, period, amount, expires_at)
     SELECT id, company_id, period, amount, clock_timestamp() + make_interval(secs => $5)
-    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::numeric[])
-        AS r(id, company_id, period, amount)
+    FROM admitted
 ),
 added AS (
-    SELECT company_id, period, sum(amount) AS amount
-    FROM unnest($2::uuid[], $3::text[], $4::numeric[]) AS r(company_id, period, amount)
-    GROUP BY company_id, period
+    UPDATE budget_periods p SET reserved = p.reserved + a.amount
+    FROM (SELECT company_id, period, sum(amount) AS amount FROM admitted GROUP BY 1, 2) AS a
+    WHERE p.company_id = a.company_id AND p.period = a.period
 )
-UPDATE budget_periods p SET reserved = p.reserved + added.amount
-FROM added WHERE p.company_id = added.company_id AND p.period = added.period
+SELECT r.id, l.monthly_limit, r.id IN (SELECT id FROM admitted) AS reserved,
+       set_config('synchronous_commit', 'off', true) AS commit_mode
+FROM req r LEFT JOIN budget_limits l ON l.company_id = r.company_id
+ORDER BY r.n
+"""
+
+# The (company, period) rows a reservation locks, made before its first reservation.
+ADD_PERIODS = """
+INSERT INTO budget_periods (company_id, period)
+SELECT company_id, period FROM unnest($1::uuid[], $2::text[]) AS k(company_id, period)
+ORDER BY company_id, period
+ON CONFLICT (company_id, period) DO NOTHING
 """
 
 # Give a reservation back (the generation failed): its amount leaves `reserved`.
@@ -87,7 +103,9 @@ HELD = "SELECT DISTINCT company_id, period FROM budget_reservations LIMIT $1"
 # generation settled (their worst case off `reserved`, the generation's cost onto
 # `settled` of its occurredAt's period) and those expired (a request that died: off
 # `reserved`). Rows a concurrent fold holds are skipped. The two periods differ only for
-# a request that straddled a month's end: rows in period order.
+# a request that straddled a month's end: rows in period order. Committed without
+# waiting for the WAL flush, as the reservations are (the rows it locks are the ones they
+# wait for); a fold a crash loses is undone whole: its reservations are folded again.
 FOLD = """
 WITH done AS (
     DELETE FROM budget_reservations WHERE id IN (
@@ -112,7 +130,8 @@ SELECT $1, period, settled FROM changes ORDER BY period
 ON CONFLICT (company_id, period) DO UPDATE SET
     settled = p.settled + EXCLUDED.settled,
     reserved = p.reserved - (SELECT released FROM changes c WHERE c.period = EXCLUDED.period)
-RETURNING (SELECT count(*) FROM done) AS folded
+RETURNING (SELECT count(*) FROM done) AS folded,
+    set_config('synchronous_commit', 'off', true) AS commit_mode
 """
 
 # billing.price_changed.v1: versions are only ever added; a replay changes nothing.
@@ -176,39 +195,28 @@ async def terms(conn: Connection, company_id: UUID) -> Terms:
     return Terms(limited=bool(rows[0]["limited"]), versions=versions)
 
 
-@dataclass(frozen=True)
-class PeriodUse:
-    used: Decimal  # spent + reserved, under the row lock
-    monthly_limit: Decimal | None
+async def add_periods(conn: Connection, keys: Sequence[tuple[UUID, str]]) -> None:
+    await conn.execute(ADD_PERIODS, [c for c, _ in keys], [p for _, p in keys])
 
 
-async def lock_periods(
-    conn: Connection, keys: Sequence[tuple[UUID, str]]
-) -> dict[tuple[UUID, str], PeriodUse]:
-    """In the caller's transaction: lock these (company, period) rows; what each has used."""
-    rows = await conn.fetch(LOCK_PERIODS, [c for c, _ in keys], [p for _, p in keys])
-    return {
-        (row["company_id"], row["period"]): PeriodUse(row["used"], row["monthly_limit"])
-        for row in rows
-    }
-
-
-async def hold(
+async def reserve(
     conn: Connection,
     reservations: Sequence[tuple[UUID, UUID, str, Decimal]],
     hold_seconds: float,
-) -> None:
-    """In the transaction of `lock_periods`: (id, company, period, amount) of each admitted."""
-    if not reservations:
-        return
-    await conn.execute(
-        HOLD,
+) -> list[tuple[bool, bool]]:
+    """(id, company, period, amount) of each, in arrival order: (reserved, limited) of each.
+
+    Their periods' rows must exist (`add_periods`).
+    """
+    rows = await conn.fetch(
+        RESERVE,
         [r[0] for r in reservations],
         [r[1] for r in reservations],
         [r[2] for r in reservations],
         [r[3] for r in reservations],
         hold_seconds,
     )
+    return [(bool(row["reserved"]), row["monthly_limit"] is not None) for row in rows]
 
 
 async def release(conn: Connection, reservation_id: UUID) -> None:

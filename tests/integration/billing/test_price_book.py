@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,16 +11,22 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import aio_pika
 import httpx
 import pytest
 
+from contracts.events import QuestionsGenerated
+from services.billing.dlq import replay
 from services.billing.ledger.rules import Pricing
 from services.billing.prices.rules import DEFAULT_EPOCH, default_price_id
 from tests.integration.billing.conftest import record
 from tests.support.auth import bearer
-from tests.support.broker import drain
+from tests.support.broker import drain, queue_depth
+from tests.support.databases import ServiceDatabases
+from tests.support.env import RABBITMQ_URL
 from tests.support.events import generated
-from tests.support.stack import Stack
+from tests.support.stack import Stack, billing_settings
+from tests.support.waiting import eventually
 
 OPERATOR = bearer(uuid.uuid4(), user="operator@example.com", roles=["platform:admin"])
 # The environment's price (0.10 per 10 questions, no margin) as the default since the epoch.
@@ -100,6 +107,13 @@ async def test_a_price_bills_from_its_moment_on_and_never_reprices_history(
         after.event_id: new,
     }
 
+    listed = await billing.billing.get("/api/billing/usage", headers=bearer(company))
+    assert listed.status_code == 200, listed.text
+    assert {(item["cost"], item["priceId"]) for item in listed.json()["items"]} == {
+        ("0.1000", str(DEFAULT_PRICE_ID)),
+        ("0.1800", str(new_price_id)),
+    }
+
     answer = await billing.billing.get("/api/billing/price", headers=bearer(company))
     assert answer.status_code == 200, answer.text
     book = answer.json()
@@ -107,6 +121,51 @@ async def test_a_price_bills_from_its_moment_on_and_never_reprices_history(
     assert [v["priceId"] for v in book["versions"]] == [str(new_price_id), str(DEFAULT_PRICE_ID)]
     assert book["versions"][1]["isDefault"] is True
     assert book["versions"][1]["pricePer10Questions"] == "0.1000"
+
+
+async def dead_letter(stack: Stack, event: QuestionsGenerated) -> None:
+    """As billing's intake does with a message it could not record: into its DLQ."""
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(stack.topology.billing_dlx_name)
+        await exchange.publish(
+            aio_pika.Message(
+                event.to_json(),
+                message_id=str(event.event_id),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=event.routing_key,
+        )
+    dlq = stack.topology.billing_dlq_name
+    await eventually(lambda: queue_depth(dlq), until=lambda depth: depth == 1)
+
+
+async def test_a_generation_replayed_from_the_dlq_after_a_change_pays_its_own_moment(
+    billing: Stack, dbs: ServiceDatabases, prefix: str, company: UUID
+) -> None:
+    effective_from = datetime.now(UTC) + timedelta(seconds=2)
+    stuck = generated(company, at=datetime.now(UTC))  # generated under the old price
+    await dead_letter(billing, stuck)
+    response = await set_price(billing, company, price(effective_from, "0.5000", "0"))
+    assert response.status_code == 201, response.text
+    await asyncio.sleep(max(0.0, (effective_from - datetime.now(UTC)).total_seconds()))
+
+    replayed = await replay(billing_settings(dbs, prefix), out=io.StringIO())
+    assert replayed.moved == 1
+
+    async def billed() -> dict[UUID, tuple[Decimal, UUID | None]]:
+        return await ledger_rows(billing, company)
+
+    rows = await eventually(billed, until=lambda rows: stuck.event_id in rows)
+    assert rows[stuck.event_id] == (Decimal("0.1000"), DEFAULT_PRICE_ID)
+    later = generated(company)
+    await record(billing, later)
+    assert (await ledger_rows(billing, company))[later.event_id] == (
+        Decimal("0.5000"),
+        UUID(response.json()["priceId"]),
+    )
 
 
 async def test_a_price_change_is_published_for_the_question_service(

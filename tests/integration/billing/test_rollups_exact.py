@@ -51,9 +51,8 @@ RANGES: list[tuple[str | None, str | None]] = [
 
 
 def entry(event: Event) -> Entry:
-    if isinstance(event, QuestionsGenerated):
-        return PRICING.charge(event)
-    assert isinstance(event, JobCreated)
+    """As the consumer hands it to the ledger: unpriced (priced once, at step 3)."""
+    assert isinstance(event, (QuestionsGenerated, JobCreated))
     return event
 
 
@@ -111,7 +110,7 @@ async def record_concurrently(pool: asyncpg.Pool, events: list[Event], rng: rand
 
     async def one(batch: list[Event]) -> None:
         async with pool.acquire() as conn, conn.transaction():
-            await record_events(conn, [entry(event) for event in batch])
+            await record_events(conn, [entry(event) for event in batch], default=PRICING)
 
     for start in range(0, len(batches), 4):
         await asyncio.gather(*(one(batch) for batch in batches[start : start + 4]))

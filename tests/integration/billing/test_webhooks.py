@@ -153,9 +153,9 @@ async def cross_thresholds(pool: asyncpg.Pool, company: UUID, url: str, now: dat
     """A budget with a webhook, then a batch in the ledger that reaches its threshold."""
     async with pool.acquire() as conn, conn.transaction():
         await budgets.set_budget(conn, company, Decimal("1.0000"), [100], url)
-    reaching = Pricing().charge(generated(company, questions=100, at=now))  # 1.0000
+    reaching = generated(company, questions=100, at=now)  # 1.0000 at the default price
     async with pool.acquire() as conn, conn.transaction():
-        await record_events(conn, [reaching])
+        await record_events(conn, [reaching], default=Pricing())
 
 
 async def attempts_of(pool: asyncpg.Pool, company: UUID) -> list[asyncpg.Record]:

@@ -13,13 +13,13 @@ from services.billing.ledger.record import Recorded, record_events
 from services.billing.ledger.rules import Entry, Pricing
 from tests.support.databases import ServiceDatabases
 
+# The environment's price: what a bare migrated database (no price version yet) bills at.
 PRICING = Pricing()
 
 
 def entry(event: Event) -> Entry:
-    if isinstance(event, QuestionsGenerated):
-        return PRICING.charge(event)
-    assert isinstance(event, JobCreated)
+    """An event the consumer would hand to the ledger: as it is, unpriced."""
+    assert isinstance(event, (QuestionsGenerated, JobCreated))
     return event
 
 
@@ -28,9 +28,9 @@ class Ledger:
         self.pool = pool
 
     async def record(self, *events: Event) -> dict[UUID, Recorded]:
-        """One transaction, as a batch of the consumer: each generation priced on the way in."""
+        """One transaction, as a batch of the consumer: each generation priced at step 3."""
         async with self.pool.acquire() as conn, conn.transaction():
-            return await record_events(conn, [entry(event) for event in events])
+            return await record_events(conn, [entry(e) for e in events], default=PRICING)
 
     async def rows(self, company: UUID) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:

@@ -23,7 +23,7 @@ from services.billing.ledger.messages import (
     parse,
     retry_headers,
 )
-from services.billing.ledger.rules import Charge, Pricing
+from services.billing.ledger.rules import CostOutOfRange, Pricing
 from tests.support.events import generated, job_created
 
 GOOD: dict[str, Any] = generated(uuid.uuid4(), draft="draft-1").model_dump(
@@ -33,7 +33,7 @@ GOOD: dict[str, Any] = generated(uuid.uuid4(), draft="draft-1").model_dump(
 
 def parse_body(body: object, routing_key: str = QuestionsGenerated.routing_key) -> object:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return parse(routing_key, raw, Pricing())
+    return parse(routing_key, raw)
 
 
 def message(
@@ -42,11 +42,9 @@ def message(
     return SimpleNamespace(routing_key=routing_key, type=type_, headers=headers or {})
 
 
-def test_a_generation_is_parsed_priced_and_unknown_fields_are_ignored() -> None:
+def test_a_generation_is_parsed_as_it_is_unpriced_and_unknown_fields_are_ignored() -> None:
     entry = parse_body({**GOOD, "somethingNew": 1})
-    assert isinstance(entry, Charge)
-    assert entry.event.question_count == 10
-    assert entry.cost == Decimal("0.1000")
+    assert entry == QuestionsGenerated.model_validate(GOOD)  # priced once, by the ledger
 
 
 def test_a_job_is_parsed_as_it_is() -> None:
@@ -81,10 +79,18 @@ def test_poison_is_told_apart_with_a_reason(body: object, routing_key: str, reas
         parse_body(body, routing_key)
 
 
-def test_a_cost_that_cannot_be_stored_is_poison() -> None:
-    body = json.dumps({**GOOD, "questionCount": 1_000_000}).encode()
-    with pytest.raises(PoisonMessage, match="exceeds"):
-        parse(QuestionsGenerated.routing_key, body, Pricing(price_per_10_questions=Decimal("100")))
+def test_a_huge_count_is_no_poison_before_a_price_says_so() -> None:
+    entry = parse_body({**GOOD, "questionCount": 1_000_000})
+    assert isinstance(entry, QuestionsGenerated)
+
+
+def test_a_cost_the_ledger_cannot_hold_at_its_price_is_poison() -> None:
+    event = generated(uuid.uuid4(), questions=1_000_000)
+    assert Pricing().bill(event) == Decimal("10000.0000")
+    with pytest.raises(CostOutOfRange, match="exceeds") as raised:
+        Pricing(price_per_10_questions=Decimal("100")).bill(event)
+    assert isinstance(raised.value, PoisonMessage)
+    assert str(event.event_id) in str(raised.value)
 
 
 def test_failed_attempts_are_read_from_the_header_and_count_from_zero() -> None:

@@ -1,10 +1,11 @@
 """Every message received is settled exactly once, and acknowledged only once settled.
 
 The consumer runs on fakes of the broker, its channel and the ledger, so that
-each outcome of the rule is one test: committed -> acknowledged; poison ->
-dead-lettered with its reason, then acknowledged; failed -> sent round again
-with its attempts counted, dead-lettered after the limit; never an
-acknowledgement covering a message not yet settled.
+each outcome of the rule is one test: committed -> acknowledged; poison (found
+by parsing, or by the ledger: a cost it cannot hold) -> dead-lettered with its
+reason, then acknowledged; failed -> sent round again with its attempts
+counted, dead-lettered after the limit; never an acknowledgement covering a
+message not yet settled.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 from contracts.topology import Topology
 from services.billing.ledger.consume import Consumer, SettledTags
-from services.billing.ledger.messages import ATTEMPTS, REASON
+from services.billing.ledger.messages import ATTEMPTS, DETAIL, REASON
 from services.billing.ledger.record import Recorded, UsageRecorded
-from services.billing.ledger.rules import Charge, Entry, Placement, Pricing
+from services.billing.ledger.rules import CostOutOfRange, Entry, Placement
 from tests.support.events import generated
 
 TOPOLOGY = Topology("unit.")
@@ -97,23 +98,29 @@ class FakeBroker:
 
 
 class FakeLedger:
-    """Records batches; an entry whose event is in `failing` fails; `gate` holds commits."""
+    """Records batches; an entry in `failing` fails, one in `unbillable` cannot be priced.
+
+    `gate` holds commits.
+    """
 
     def __init__(self) -> None:
         self.batches: list[list[Entry]] = []
         self.failing: set[uuid.UUID] = set()
+        self.unbillable: set[uuid.UUID] = set()
         self.gate = asyncio.Event()
         self.gate.set()
 
     async def __call__(self, entries: list[Entry]) -> Sequence[Recorded | Exception]:
         self.batches.append(entries)
         await self.gate.wait()
-        return [
-            RuntimeError("constraint violated")
-            if entry.event_id in self.failing
-            else UsageRecorded(True, Placement(draft_job_id="d"), Decimal("0.1000"))
-            for entry in entries
-        ]
+        return [self._outcome(entry) for entry in entries]
+
+    def _outcome(self, entry: Entry) -> Recorded | Exception:
+        if entry.event_id in self.failing:
+            return RuntimeError("constraint violated")
+        if entry.event_id in self.unbillable:
+            return CostOutOfRange(f"event {entry.event_id}: cost 1000000.0000 exceeds 999999.9999")
+        return UsageRecorded(True, Placement(draft_job_id="d"), Decimal("0.1000"))
 
 
 class Billing:
@@ -125,7 +132,6 @@ class Billing:
             self.broker,  # type: ignore[arg-type]
             TOPOLOGY,
             self.ledger,
-            Pricing(),
             batch_max_size=100,
             max_failed_attempts=MAX_FAILED_ATTEMPTS,
         )
@@ -177,6 +183,22 @@ async def test_poison_is_dead_lettered_with_its_reason_then_acknowledged() -> No
         assert dead_letter["body"] == b"not json{"
         assert billing.ledger.batches == []  # nothing recorded
         assert billing.channel.frames == [("ack", 1, True)]
+
+
+async def test_a_cost_the_ledger_cannot_hold_is_poison_dead_lettered_at_once() -> None:
+    async with Billing() as billing:
+        messages = [billing.message() for _ in range(3)]
+        unbillable = messages[1]
+        billing.ledger.unbillable = {event_id(unbillable)}
+        await billing.deliver(*messages)
+
+        [dead_letter] = billing.broker.published  # not sent round again: no retry helps
+        assert dead_letter["message_id"] == unbillable.message_id
+        assert dead_letter["exchange"].name == TOPOLOGY.billing_dlx_name
+        assert dead_letter["headers"][REASON] == "poison"
+        assert "exceeds" in dead_letter["headers"][DETAIL]
+        assert ATTEMPTS not in dead_letter["headers"]
+        assert billing.channel.frames == [("ack", 3, True)]
 
 
 async def test_a_failed_message_goes_round_again_with_its_attempts_counted() -> None:
@@ -254,13 +276,13 @@ async def test_a_failing_entry_fails_only_its_own_message() -> None:
         assert billing.channel.frames == [("ack", 5, True)]
 
 
-async def test_a_generation_reaches_the_ledger_priced() -> None:
+async def test_a_generation_reaches_the_ledger_as_it_is_to_be_priced_there() -> None:
     async with Billing() as billing:
         event = generated(uuid.uuid4(), questions=7)
         await billing.deliver(billing.message(event.model_dump_json(by_alias=True).encode()))
 
         [[entry]] = billing.ledger.batches
-        assert entry == Charge(event, Decimal("0.0700"))
+        assert entry == event
 
 
 async def test_nothing_is_acknowledged_on_a_closed_channel() -> None:

@@ -13,7 +13,6 @@ from services.question_gen.budgets.consume import NotABillingEvent, lock_order, 
 from services.question_gen.budgets.rules import (
     PriceVersion,
     Terms,
-    admit,
     cost_at,
     period_of,
     price_at,
@@ -129,11 +128,3 @@ def test_spend_is_applied_in_one_order_after_terms() -> None:
         (a, "2026-12"),
         (b, "2026-11"),
     ]
-
-
-def test_reservations_are_admitted_in_arrival_order_while_they_fit() -> None:
-    amounts = [Decimal("0.4"), Decimal("0.4"), Decimal("0.4"), Decimal("0.1"), Decimal("0.1")]
-    # 0.1 used of 1.0: the first two fit (0.9), the third does not, the fourth fits (1.0).
-    assert admit(Decimal("0.1"), Decimal("1.0"), amounts) == [True, True, False, True, False]
-    assert admit(Decimal("1.0"), Decimal("1.0"), [Decimal("0.0001")]) == [False]
-    assert admit(Decimal("0"), Decimal("0"), [Decimal("0")]) == [True]
