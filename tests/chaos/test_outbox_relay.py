@@ -13,6 +13,7 @@ import aio_pika
 import asyncpg
 import pytest
 
+from contracts.events import QuestionsGenerated
 from contracts.topology import Topology
 from services.question_gen.main import create_app as create_questions
 from services.servicekit import outbox
@@ -30,7 +31,10 @@ pytestmark = pytest.mark.chaos
 
 
 class Tap:
-    """A queue of the test's own bound to every routing key: counts what was published."""
+    """A queue of the test's own bound to the generations' key: counts what was published.
+
+    Billing publishes events of its own (spend, prices) through its own relay: not counted.
+    """
 
     def __init__(self, topology: Topology) -> None:
         self._topology = topology
@@ -44,7 +48,7 @@ class Tap:
             channel = await connection.channel()
             exchange = await channel.get_exchange(self._topology.exchange_name)
             queue = await channel.declare_queue(self._name, exclusive=True)
-            await queue.bind(exchange, routing_key="#")
+            await queue.bind(exchange, routing_key=QuestionsGenerated.routing_key)
 
             async def count(message: aio_pika.abc.AbstractIncomingMessage) -> None:
                 self.seen[str(message.message_id)] += 1
@@ -68,8 +72,9 @@ async def test_crash_between_publish_and_mark_sent_bills_once(
     mark_sent = OutboxRelay.mark_sent
 
     async def crash_once(self: OutboxRelay, conn: Connection, ids: list[int]) -> None:
+        """The question service's relay crashes once (billing runs a relay of its own)."""
         nonlocal crashes
-        if ids and crashes == 0:
+        if ids and crashes == 0 and self._listen_dsn == dbs.question_gen:
             crashes += 1
             raise ConnectionResetError("relay lost its database before marking events sent")
         await mark_sent(self, conn, ids)

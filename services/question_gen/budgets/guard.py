@@ -157,10 +157,21 @@ class BudgetGuard:
             batch, self._waiting = self._waiting[:BATCH_SIZE], self._waiting[BATCH_SIZE:]
             try:
                 outcomes = await self._reserve_batch([reservation for reservation, _ in batch])
-            except Exception as exc:
-                for _, decided in batch:
-                    if not decided.done():
+            except BaseException as exc:
+                stopping = not isinstance(exc, Exception)
+                # A failed batch fails its requests; stopping fails every request waiting.
+                failed, self._waiting = (
+                    ([*batch, *self._waiting], []) if stopping else (batch, self._waiting)
+                )
+                for _, decided in failed:
+                    if decided.done():
+                        continue
+                    if stopping:
+                        decided.cancel()
+                    else:
                         decided.set_exception(exc)
+                if stopping:
+                    raise
                 continue
             for (reservation, decided), outcome in zip(batch, outcomes, strict=True):
                 if not decided.done():
