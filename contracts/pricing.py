@@ -1,5 +1,6 @@
 """What a generation costs: one rule, for billing (what it bills) and the question service
-(what it reserves against a budget before it calls the LLM).
+(what it reserves against a budget before it calls the LLM); and which price version is
+in force at an instant, for both.
 
 `questionCount / 10 * pricePer10Questions`, plus the profit margin, rounded half-up to
 4 places, in `Decimal`.
@@ -7,7 +8,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Protocol, TypeVar
 
 from contracts.events import FOUR_PLACES
 
@@ -29,3 +33,25 @@ def question_cost(
     if cost > MAX_COST:
         raise PriceOutOfRange(f"cost {cost} of {question_count} questions exceeds {MAX_COST}")
     return cost
+
+
+class Versioned(Protocol):
+    """A price version: in force from its `effectiveFrom` on."""
+
+    @property
+    def effective_from(self) -> datetime: ...
+
+
+V = TypeVar("V", bound=Versioned)
+
+
+def in_force(
+    versions: Iterable[V], instant: datetime, tie_break: Callable[[V], int | datetime]
+) -> V | None:
+    """The version with the latest effectiveFrom at or before `instant`, if any.
+
+    Of two with the same effectiveFrom, the one with the greater `tie_break` (the later
+    added); of two equal in both, the first.
+    """
+    started = [version for version in versions if version.effective_from <= instant]
+    return max(started, key=lambda v: (v.effective_from, tie_break(v)), default=None)

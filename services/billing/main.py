@@ -34,7 +34,7 @@ from services.servicekit import db
 from services.servicekit.broker import connect_with_retry, make_broker
 from services.servicekit.health import Check
 from services.servicekit.http import service_app
-from services.servicekit.outbox import OutboxRelay
+from services.servicekit.runtime import open_pool, outbox_relay
 
 SERVICE = "billing"
 
@@ -64,11 +64,7 @@ class BillingRuntime:
 async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
     """Open the pool, connect and consume in the background; stop consuming gracefully."""
     topology = Topology(settings.rabbitmq_topology_prefix)
-    pool = await db.create_pool(
-        settings.database_url,
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
-    )
+    pool = await open_pool(settings)
     broker = make_broker(
         settings.rabbitmq_url,
         app_id=SERVICE,
@@ -85,15 +81,7 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         max_failed_attempts=settings.max_failed_attempts,
     )
     # Billing's own events (prices, budgets, spend) leave through its outbox.
-    relay = OutboxRelay(
-        pool,
-        broker,
-        topology,
-        listen_dsn=settings.database_url,
-        batch_size=settings.outbox_batch_size,
-        sweep_interval=settings.outbox_sweep_interval_seconds,
-        publish_timeout=settings.outbox_publish_timeout_seconds,
-    )
+    relay = outbox_relay(pool, broker, topology, settings)
     deliverer = WebhookDeliverer(
         pool,
         allowed_hosts=parse_allowed_hosts(settings.webhook_allowed_hosts),

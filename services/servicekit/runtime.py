@@ -16,7 +16,7 @@ from services.servicekit import db
 from services.servicekit.broker import connect_with_retry, make_broker
 from services.servicekit.health import Check
 from services.servicekit.outbox import OutboxRelay
-from services.servicekit.settings import PublisherSettings
+from services.servicekit.settings import PublisherSettings, ServiceSettings
 
 
 @dataclass
@@ -36,21 +36,20 @@ class PublisherRuntime:
         return {"database": database_ready, "broker": broker_ready}
 
 
-@asynccontextmanager
-async def publisher_runtime(
-    settings: PublisherSettings, *, app_id: str
-) -> AsyncIterator[PublisherRuntime]:
-    """Open the pool, connect the broker in the background, run the relay; close in reverse."""
-    topology = Topology(settings.rabbitmq_topology_prefix)
-    pool = await db.create_pool(
+async def open_pool(settings: ServiceSettings) -> asyncpg.Pool:
+    """The service's connection pool, sized by its settings."""
+    return await db.create_pool(
         settings.database_url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
     )
-    broker = make_broker(
-        settings.rabbitmq_url, app_id=app_id, graceful_timeout=settings.graceful_timeout_seconds
-    )
-    relay = OutboxRelay(
+
+
+def outbox_relay(
+    pool: asyncpg.Pool, broker: RabbitBroker, topology: Topology, settings: PublisherSettings
+) -> OutboxRelay:
+    """The relay that publishes the service's outbox, tuned by its settings (not started)."""
+    return OutboxRelay(
         pool,
         broker,
         topology,
@@ -59,6 +58,19 @@ async def publisher_runtime(
         sweep_interval=settings.outbox_sweep_interval_seconds,
         publish_timeout=settings.outbox_publish_timeout_seconds,
     )
+
+
+@asynccontextmanager
+async def publisher_runtime(
+    settings: PublisherSettings, *, app_id: str
+) -> AsyncIterator[PublisherRuntime]:
+    """Open the pool, connect the broker in the background, run the relay; close in reverse."""
+    topology = Topology(settings.rabbitmq_topology_prefix)
+    pool = await open_pool(settings)
+    broker = make_broker(
+        settings.rabbitmq_url, app_id=app_id, graceful_timeout=settings.graceful_timeout_seconds
+    )
+    relay = outbox_relay(pool, broker, topology, settings)
     connecting = asyncio.create_task(connect_with_retry(broker, topology))
     connecting.add_done_callback(lambda _task: relay.wake())
     relay.start()

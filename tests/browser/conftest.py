@@ -31,9 +31,8 @@ from playwright.async_api import (
     async_playwright,
 )
 
-from tests.support.auth import bearer
 from tests.support.databases import ServiceDatabases
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, start_billing
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's build: Playwright's own browser download is neither needed nor wanted.
@@ -93,18 +92,13 @@ class Console:
         return f"{self.base_url}/billing#token={jwt}"
 
     async def api(self, company: UUID, path: str, **params: Any) -> Any:
-        response = await self.stack.billing.get(path, params=params, headers=bearer(company))
-        assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
-        return response.json()
+        return await self.stack.billing_json(company, path, **params)
 
 
 @pytest.fixture
 async def console(dbs: ServiceDatabases, prefix: str) -> AsyncIterator[Console]:
-    async with start_stack(
-        dbs,
-        prefix,
-        services=("billing",),
-        billing_overrides={"abandoned_draft_after_hours": ABANDONED_AFTER_HOURS},
+    async with start_billing(
+        dbs, prefix, abandoned_draft_after_hours=ABANDONED_AFTER_HOURS
     ) as stack:
         app = stack.apps["billing"]
         async with serving(app) as base_url:

@@ -28,11 +28,12 @@ from tests.chaos.harness import (
     queue_counts,
     settled_ledger,
 )
-from tests.support.auth import TEST_SECRET, bearer
+from tests.support.auth import TEST_SECRET
 from tests.support.broker import drain
 from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
 from tests.support.events import generated
+from tests.support.prices import price, set_price
 from tests.support.processes import run_module
 from tests.support.stack import start_stack
 from tests.support.waiting import eventually
@@ -129,22 +130,13 @@ async def test_a_cost_too_big_at_the_price_in_force_is_poison_and_the_rest_is_bi
     """Priced once, by the ledger: an overflow found there goes to the DLQ as poison, alone."""
     # 5 questions cost 999999.9999 at this price, the most the ledger holds; 50 do not fit.
     effective = datetime.now(UTC) + timedelta(seconds=5)
-    operator = bearer(uuid.uuid4(), user="operator@example.com", roles=["platform:admin"])
     before = generated(company, questions=50, at=effective - timedelta(minutes=1))
     fits = generated(company, questions=5, at=effective + timedelta(seconds=1))
     overflows = generated(company, questions=50, at=effective + timedelta(seconds=1))
     others = [generated(uuid.uuid4(), questions=50) for _ in range(20)]
     async with start_stack(dbs, prefix, services=("billing",)) as stack:
         topology = stack.topology
-        answer = await stack.billing.put(
-            f"/api/billing/admin/companies/{company}/price",
-            json={
-                "pricePer10Questions": "1999999.9998",
-                "profitMarginPercent": "0",
-                "effectiveFrom": effective.isoformat(),
-            },
-            headers=operator,
-        )
+        answer = await set_price(stack, company, price(effective, "1999999.9998", "0"))
         assert answer.status_code == 201, answer.text
         await publish_all(topology, [*others[:10], before, overflows, fits, *others[10:]])
         billed = [e.event_id for e in [*others, before, fits]]

@@ -27,6 +27,7 @@ from services.question_gen.budgets.rules import period_of
 from tests.support.auth import bearer
 from tests.support.databases import ServiceDatabases
 from tests.support.fake_llm import FakeLlm, questions, running_fake_llm
+from tests.support.prices import price, set_price
 from tests.support.processes import SMALL_POOL, ServiceProcess, free_port, service_env
 from tests.support.stack import Stack, start_stack
 from tests.support.waiting import eventually
@@ -189,15 +190,7 @@ async def test_a_price_change_takes_effect_within_two_seconds(stack: Stack, comp
     assert await eventually(worst_case, until=lambda cost: cost == "0.5000") == "0.5000"
 
     starts = datetime.now(UTC) + timedelta(seconds=0.5)
-    response = await stack.billing.put(
-        f"/api/billing/admin/companies/{company}/price",
-        json={
-            "pricePer10Questions": "0.2000",
-            "profitMarginPercent": "10",
-            "effectiveFrom": starts.isoformat(),
-        },
-        headers=platform_admin(),
-    )
+    response = await set_price(stack, company, price(starts, "0.2000", "10"), platform_admin())
     assert response.status_code == 201, response.text
     await eventually(worst_case, until=lambda cost: cost == "1.1000", timeout=10)
     seen_after = datetime.now(UTC) - starts

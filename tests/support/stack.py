@@ -25,7 +25,7 @@ from services.jobs.main import create_app as create_jobs
 from services.question_gen.config import Settings as QuestionSettings
 from services.question_gen.llm import QuestionWriter
 from services.question_gen.main import create_app as create_questions
-from tests.support.auth import TEST_SECRET
+from tests.support.auth import TEST_SECRET, bearer
 from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
 from tests.support.waiting import eventually
@@ -118,6 +118,12 @@ class Stack:
         finally:
             await conn.close()
 
+    async def billing_json(self, company_id: UUID, path: str, **params: Any) -> Any:
+        """GET a billing path as the company's user; it must answer 200. Its JSON body."""
+        response = await self.billing.get(path, params=params, headers=bearer(company_id))
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
+        return response.json()
+
     async def usage(self, company_id: UUID) -> list[asyncpg.Record]:
         return await self.fetch(
             self.dbs.billing,
@@ -157,4 +163,15 @@ async def start_stack(
             app = create_jobs(jobs_settings(dbs, prefix, **(jobs_overrides or {})))
             stack.apps["jobs"] = app
             stack.clients["jobs"] = await exits.enter_async_context(running(app, "http://jobs"))
+        yield stack
+
+
+@asynccontextmanager
+async def start_billing(
+    dbs: ServiceDatabases, prefix: str, **overrides: Any
+) -> AsyncIterator[Stack]:
+    """Billing alone, with these settings overridden."""
+    async with start_stack(
+        dbs, prefix, services=("billing",), billing_overrides=overrides
+    ) as stack:
         yield stack

@@ -155,7 +155,7 @@ async def record_events(
     await rollups.keep(
         conn,
         inserted=[rollup_line(row) for row in rows if row.event_id in inserted],
-        moved=[moved_line(row) for row in attached],
+        moved=[rollup_line(row) for row in attached],
         reconciled=reconciled_drafts(jobs),
     )
     # 7: thresholds the periods' new totals reached (webhooks), and their SpendRecorded events
@@ -205,30 +205,12 @@ def usage_row(
     )
 
 
-def rollup_line(row: UsageRow) -> Line:
+def rollup_line(row: UsageRow | Attached) -> Line:
+    """One usage row as the rollups count it: a moved row is on its job, no longer a draft."""
     return Line(
         row.company_id,
         row.job_id,
-        row.draft_job_id,
-        row.created_at,
-        row.period,
-        row.late,
-        Amounts(
-            1,
-            row.question_count,
-            row.cost,
-            row.prompt_tokens,
-            row.completion_tokens,
-            row.total_tokens,
-        ),
-    )
-
-
-def moved_line(row: Attached) -> Line:
-    return Line(
-        row.company_id,
-        row.job_id,
-        None,
+        row.draft_job_id if isinstance(row, UsageRow) else None,
         row.created_at,
         row.period,
         row.late,

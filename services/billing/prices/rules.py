@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
+from contracts import pricing
 from services.billing.ledger.rules import Pricing
 
 # The first default version is in force since long before any event.
@@ -73,16 +74,7 @@ def environment_default(pricing: Pricing) -> PriceVersion:
 
 def in_force(versions: Iterable[PriceVersion], instant: datetime) -> PriceVersion | None:
     """The version with the latest effectiveFrom at or before `instant`, if any."""
-    best: PriceVersion | None = None
-    for version in versions:
-        if version.effective_from > instant:
-            continue
-        if best is None or (version.effective_from, version.sequence) > (
-            best.effective_from,
-            best.sequence,
-        ):
-            best = version
-    return best
+    return pricing.in_force(versions, instant, tie_break=lambda v: v.sequence)
 
 
 def check_not_retroactive(effective_from: datetime, now: datetime) -> None:

@@ -41,6 +41,7 @@ from services.billing.reads.schemas import (
     UsagePage,
     UsageStatus,
 )
+from services.billing.rollups.store import SUMS
 from services.servicekit.auth import CurrentPrincipal
 from services.servicekit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor, next_cursor
 from services.servicekit.problems import PROBLEM_JSON, Problem
@@ -201,7 +202,7 @@ async def get_summary(
             ),
             "drafts": DraftTotals.model_validate(
                 {
-                    **{name: rows.totals[f"draft_{name}"] for name in queries.SUMS},
+                    **{name: rows.totals[f"draft_{name}"] for name in SUMS},
                     "count": rows.drafts["count"],
                     "abandoned": rows.drafts["abandoned"],
                 }

@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from services.billing.reads.rules import DayCut
+from services.billing.rollups.store import SUMS
 from services.servicekit.db import Connection
 from services.servicekit.pagination import Cursor
 
@@ -48,14 +49,6 @@ GET_USAGE = f"""
 SELECT {USAGE_COLUMNS} FROM question_generation_usage WHERE company_id = $1 AND id = $2
 """
 
-SUMS = (
-    "generations",
-    "question_count",
-    "cost",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-)
 SUM_COLUMNS = ", ".join(SUMS)
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
-from contracts.pricing import question_cost
+from contracts.pricing import in_force, question_cost
 
 # The contract's default price: what a company pays before billing has announced any
 # version (billing announces its environment's price as the default when it starts).
@@ -75,8 +75,7 @@ def period_of(instant: datetime) -> str:
 
 
 def _in_force(versions: Iterable[PriceVersion], instant: datetime) -> PriceVersion | None:
-    started = [version for version in versions if version.effective_from <= instant]
-    return max(started, key=lambda v: (v.effective_from, v.announced_at), default=None)
+    return in_force(versions, instant, tie_break=lambda v: v.announced_at)
 
 
 def price_at(terms: Terms, company_id: UUID, instant: datetime) -> PriceVersion | None:

@@ -50,17 +50,14 @@ async def test_an_adjustment_lands_in_the_open_period_and_leaves_usage_alone(
     await record(billing, usage)
     before = await billing.usage(company)
 
-    response = await adjust(
-        billing,
-        company,
-        {
-            "amount": "-0.1000",
-            "reason": "duplicate run",
-            "usageId": str(before[0]["id"]),
-            "jobId": str(job.job_id),
-        },
-        **{"Idempotency-Key": "credit-1"},
-    )
+    credit = {
+        "amount": "-0.1000",
+        "reason": "duplicate run",
+        "usageId": str(before[0]["id"]),
+        "jobId": str(job.job_id),
+    }
+
+    response = await adjust(billing, company, credit, **{"Idempotency-Key": "credit-1"})
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["amount"] == "-0.1000"
@@ -68,17 +65,7 @@ async def test_an_adjustment_lands_in_the_open_period_and_leaves_usage_alone(
     assert body["period"] == str(Period.of(datetime.now(UTC)))
     assert body["usageId"] == str(before[0]["id"])
 
-    replay = await adjust(
-        billing,
-        company,
-        {
-            "amount": "-0.1000",
-            "reason": "duplicate run",
-            "usageId": str(before[0]["id"]),
-            "jobId": str(job.job_id),
-        },
-        **{"Idempotency-Key": "credit-1"},
-    )
+    replay = await adjust(billing, company, credit, **{"Idempotency-Key": "credit-1"})
     assert replay.status_code == 201
     assert replay.json() == body
     reused = await adjust(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,7 +14,6 @@ from services.billing.statements import handlers
 from services.billing.statements.handlers import AdjustmentOrder, PeriodNotEnded
 from services.billing.statements.rules import Period
 from services.billing.statements.store import Figures
-from tests.support.databases import ServiceDatabases
 
 MONTH = Period(2026, 3)
 
@@ -49,15 +47,6 @@ SELECT count(*) AS generations, sum(question_count) AS question_count, sum(cost)
        COALESCE(sum(cost) FILTER (WHERE late), 0) AS late_cost
 FROM question_generation_usage WHERE company_id = $1 AND period = $2
 """
-
-
-@pytest.fixture
-async def pool(dbs: ServiceDatabases) -> AsyncIterator[asyncpg.Pool]:
-    created = await asyncpg.create_pool(dbs.billing, min_size=1, max_size=4)
-    try:
-        yield created
-    finally:
-        await created.close()
 
 
 async def load(pool: asyncpg.Pool, companies: list[uuid.UUID]) -> None:

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from tests.integration.billing.conftest import ABANDONED_AFTER_HOURS, record
+from tests.integration.billing.conftest import record, record_drafts_of_every_age
 from tests.support.auth import bearer
 from tests.support.events import generated, job_created
 from tests.support.stack import Stack
@@ -20,12 +20,6 @@ HEADER = (
     "id,createdAt,period,jobId,draftJobId,questionCount,promptTokens,completionTokens,"
     "totalTokens,cost,modelUsed,priceId"
 )
-
-
-async def get(stack: Stack, company: UUID, path: str, **params: Any) -> Any:
-    response = await stack.billing.get(path, params=params, headers=bearer(company))
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def refused(stack: Stack, company: UUID, path: str, **params: Any) -> list[str]:
@@ -60,8 +54,7 @@ async def test_job_lines_come_a_page_at_a_time_by_cost_then_job(
     seen: list[tuple[str, str]] = []
     cursor = None
     for _ in range(3):
-        page = await get(
-            billing,
+        page = await billing.billing_json(
             company,
             "/api/billing/summary",
             limit=2,
@@ -73,7 +66,7 @@ async def test_job_lines_come_a_page_at_a_time_by_cost_then_job(
     assert cursor is None
     assert seen == [(str(job), cost) for job, cost in expected]
 
-    default = await get(billing, company, "/api/billing/summary")
+    default = await billing.billing_json(company, "/api/billing/summary")
     assert len(default["jobs"]) == 5
     assert default["nextCursor"] is None
 
@@ -82,7 +75,7 @@ async def test_a_cursor_of_another_query_or_company_is_refused(
     billing: Stack, company: UUID
 ) -> None:
     await jobs_with_costs(billing, company, [10, 20])
-    page = await get(billing, company, "/api/billing/summary", limit=1)
+    page = await billing.billing_json(company, "/api/billing/summary", limit=1)
     cursor = page["nextCursor"]
     assert cursor
 
@@ -99,19 +92,9 @@ async def test_a_cursor_of_another_query_or_company_is_refused(
 async def test_open_drafts_are_listed_oldest_first_and_filtered_by_abandoned(
     billing: Stack, company: UUID
 ) -> None:
-    now = datetime.now(UTC)
-    old = now - timedelta(hours=ABANDONED_AFTER_HOURS + 2)
-    await record(
-        billing,
-        generated(company, at=old, draft="forgotten", questions=10),
-        generated(company, at=now - timedelta(minutes=1), draft="forgotten", questions=2),
-        generated(company, at=now - timedelta(hours=1), draft="in-progress", questions=10),
-        generated(company, at=old - timedelta(hours=1), draft="saved-later", questions=10),
-        generated(uuid.uuid4(), at=old, draft="forgotten", questions=50),
-    )
-    await record(billing, job_created(company, draft="saved-later"))
+    now, old = await record_drafts_of_every_age(billing, company)
 
-    everything = await get(billing, company, "/api/billing/drafts")
+    everything = await billing.billing_json(company, "/api/billing/drafts")
     assert [d["draftJobId"] for d in everything["drafts"]] == ["forgotten", "in-progress"]
     forgotten = everything["drafts"][0]
     assert (forgotten["cost"], forgotten["questionCount"], forgotten["generations"]) == (
@@ -123,23 +106,25 @@ async def test_open_drafts_are_listed_oldest_first_and_filtered_by_abandoned(
     assert forgotten["abandoned"] is True
     assert everything["nextCursor"] is None
 
-    abandoned = await get(billing, company, "/api/billing/drafts", abandoned="true")
+    abandoned = await billing.billing_json(company, "/api/billing/drafts", abandoned="true")
     assert [d["draftJobId"] for d in abandoned["drafts"]] == ["forgotten"]
-    waiting = await get(billing, company, "/api/billing/drafts", abandoned="false")
+    waiting = await billing.billing_json(company, "/api/billing/drafts", abandoned="false")
     assert [d["draftJobId"] for d in waiting["drafts"]] == ["in-progress"]
 
-    first = await get(billing, company, "/api/billing/drafts", limit=1)
-    second = await get(billing, company, "/api/billing/drafts", limit=1, cursor=first["nextCursor"])
+    first = await billing.billing_json(company, "/api/billing/drafts", limit=1)
+    second = await billing.billing_json(
+        company, "/api/billing/drafts", limit=1, cursor=first["nextCursor"]
+    )
     assert [d["draftJobId"] for d in second["drafts"]] == ["in-progress"]
     assert await refused(
         billing, company, "/api/billing/drafts", abandoned="true", cursor=first["nextCursor"]
     ) == ["cursor"]
 
     # The summary counts them: the age is the draft's, not the range's.
-    summary = await get(billing, company, "/api/billing/summary")
+    summary = await billing.billing_json(company, "/api/billing/summary")
     assert (summary["drafts"]["count"], summary["drafts"]["abandoned"]) == (2, 1)
-    recent = await get(
-        billing, company, "/api/billing/summary", **{"from": (now - timedelta(hours=2)).isoformat()}
+    recent = await billing.billing_json(
+        company, "/api/billing/summary", **{"from": (now - timedelta(hours=2)).isoformat()}
     )
     assert (recent["drafts"]["count"], recent["drafts"]["abandoned"]) == (2, 1)
     assert recent["drafts"]["cost"] == "0.1200"
@@ -160,8 +145,8 @@ async def test_the_daily_series_has_one_entry_per_day_with_usage(
         generated(uuid.uuid4(), at=midnight, draft="d", questions=50),
     )
 
-    body = await get(
-        billing, company, "/api/billing/usage/daily", **{"from": "2025-02-28", "to": "2025-03-03"}
+    body = await billing.billing_json(
+        company, "/api/billing/usage/daily", **{"from": "2025-02-28", "to": "2025-03-03"}
     )
 
     assert body["from"] == "2025-02-28"
@@ -170,8 +155,8 @@ async def test_the_daily_series_has_one_entry_per_day_with_usage(
         {"date": "2025-02-28", "generations": 1, "questionCount": 1, "cost": "0.0100"},
         {"date": "2025-03-01", "generations": 2, "questionCount": 5, "cost": "0.0500"},
     ]
-    longer = await get(
-        billing, company, "/api/billing/usage/daily", **{"from": "2025-03-04", "to": "2025-03-04"}
+    longer = await billing.billing_json(
+        company, "/api/billing/usage/daily", **{"from": "2025-03-04", "to": "2025-03-04"}
     )
     assert [day["cost"] for day in longer["days"]] == ["0.0400"]
 
@@ -192,8 +177,8 @@ async def test_a_daily_series_asked_wrongly_is_refused_naming_the_field(
 
 
 async def test_400_days_are_answered(billing: Stack, company: UUID) -> None:
-    body = await get(
-        billing, company, "/api/billing/usage/daily", **{"from": "2024-01-01", "to": "2025-02-03"}
+    body = await billing.billing_json(
+        company, "/api/billing/usage/daily", **{"from": "2024-01-01", "to": "2025-02-03"}
     )
     assert body["days"] == []
 
@@ -239,7 +224,7 @@ async def test_the_csv_export_holds_the_company_rows_of_the_range_oldest_first(
 
 async def test_usage_rows_carry_their_period_and_price(billing: Stack, company: UUID) -> None:
     await record(billing, generated(company, at=datetime(2025, 1, 31, 23, 59, tzinfo=UTC)))
-    body = await get(billing, company, "/api/billing/usage")
+    body = await billing.billing_json(company, "/api/billing/usage")
     [row] = body["items"]
     assert row["period"] == "2025-01"
     assert "priceId" in row

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import aio_pika
-import httpx
 import pytest
 
 from contracts.events import QuestionsGenerated
@@ -25,28 +23,12 @@ from tests.support.broker import drain, queue_depth
 from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
 from tests.support.events import generated
+from tests.support.prices import price, set_price
 from tests.support.stack import Stack, billing_settings
 from tests.support.waiting import eventually
 
-OPERATOR = bearer(uuid.uuid4(), user="operator@example.com", roles=["platform:admin"])
 # The environment's price (0.10 per 10 questions, no margin) as the default since the epoch.
 DEFAULT_PRICE_ID = default_price_id(Pricing(), DEFAULT_EPOCH)
-
-
-async def set_price(
-    stack: Stack, company: UUID | str, body: dict[str, Any], headers: dict[str, str] = OPERATOR
-) -> httpx.Response:
-    return await stack.billing.put(
-        f"/api/billing/admin/companies/{company}/price", json=body, headers=headers
-    )
-
-
-def price(effective_from: datetime, amount: str = "0.1500", margin: str = "20") -> dict[str, Any]:
-    return {
-        "pricePer10Questions": amount,
-        "profitMarginPercent": margin,
-        "effectiveFrom": effective_from.isoformat(),
-    }
 
 
 async def ledger_rows(stack: Stack, company: UUID) -> dict[UUID, tuple[Decimal, UUID | None]]:

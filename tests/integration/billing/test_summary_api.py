@@ -9,7 +9,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from tests.integration.billing.conftest import ABANDONED_AFTER_HOURS, record
+from tests.integration.billing.conftest import (
+    ABANDONED_AFTER_HOURS,
+    record,
+    record_drafts_of_every_age,
+)
 from tests.support.auth import bearer
 from tests.support.events import generated, job_created
 from tests.support.stack import Stack
@@ -18,11 +22,7 @@ TOTAL_FIELDS = ("questionCount", "promptTokens", "completionTokens", "totalToken
 
 
 async def summary(stack: Stack, company: UUID, **params: Any) -> dict[str, Any]:
-    response = await stack.billing.get(
-        "/api/billing/summary", params=params, headers=bearer(company)
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
+    body: dict[str, Any] = await stack.billing_json(company, "/api/billing/summary", **params)
     return body
 
 
@@ -121,16 +121,7 @@ async def test_a_period_narrows_every_figure(billing: Stack, company: UUID) -> N
 async def test_old_drafts_that_never_became_jobs_are_abandoned(
     billing: Stack, company: UUID
 ) -> None:
-    now = datetime.now(UTC)
-    old = now - timedelta(hours=ABANDONED_AFTER_HOURS + 2)
-    await record(
-        billing,
-        generated(company, at=old, draft="forgotten", questions=10),
-        generated(company, at=now - timedelta(minutes=1), draft="forgotten", questions=2),
-        generated(company, at=now - timedelta(hours=1), draft="in-progress", questions=10),
-        generated(company, at=old, draft="saved-later", questions=10),
-    )
-    await record(billing, job_created(company, draft="saved-later"))
+    now, _ = await record_drafts_of_every_age(billing, company)
 
     body = await summary(billing, company)
 
