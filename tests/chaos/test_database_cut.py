@@ -118,7 +118,9 @@ async def test_commit_whose_answer_is_lost(
         await eventually(
             lambda: count_rows(dbs.billing), until=lambda rows: rows >= 50, interval=0.005
         )
-        proxy.cut_after_reply_to(b"COMMIT")
+        # A batch's transaction sends kilobytes (its events' columns); billing's other
+        # transactions (outbox relay, webhook deliveries) send a few hundred bytes.
+        proxy.cut_after_reply_to(b"COMMIT", after_bytes=4096)
         await asyncio.wait_for(proxy.fired.wait(), timeout=30)
         committed_unheard = await count_rows(dbs.billing)
         await asyncio.sleep(1.0)

@@ -51,6 +51,8 @@ class TcpProxy:
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._marker: bytes | None = None
+        self._after_bytes = 0
+        self._armed_at = 0
         self.fired = asyncio.Event()  # set when a `cut_after_reply_to` trigger cut
         self._flowing = asyncio.Event()  # cleared while frozen
         self._flowing.set()
@@ -104,9 +106,15 @@ class TcpProxy:
         """Forward nothing and close nothing, as a partition does, until `restore()`."""
         self._flowing.clear()
 
-    def cut_after_reply_to(self, marker: bytes) -> None:
-        """Arm a one-shot cut: the server's answer to the next request holding `marker` is lost."""
+    def cut_after_reply_to(self, marker: bytes, *, after_bytes: int = 0) -> None:
+        """Arm a one-shot cut: the server's answer to the next request holding `marker` is lost.
+
+        `after_bytes`: only a request that follows at least that many bytes sent on its
+        connection since the previous `marker` (a large transaction, not a small one).
+        """
         self._marker = marker
+        self._after_bytes = after_bytes
+        self._armed_at += 1  # counts start afresh on every connection
         self.fired.clear()
 
     def _reset_all(self) -> None:
@@ -136,10 +144,11 @@ class TcpProxy:
         pair = (writer, up_writer)
         self._pairs.add(pair)
         awaiting_reply = asyncio.Event()  # the marker went upstream on this connection
+        sent = [0, self._armed_at]  # bytes sent upstream since the last marker, and when
         pumps = [
             asyncio.create_task(
                 self._pump(
-                    reader, up_writer, lambda data: self._request_passes(data, awaiting_reply)
+                    reader, up_writer, lambda data: self._request_passes(data, awaiting_reply, sent)
                 )
             ),
             asyncio.create_task(
@@ -173,11 +182,17 @@ class TcpProxy:
                 writer.write(data)
                 await writer.drain()
 
-    def _request_passes(self, data: bytes, awaiting_reply: asyncio.Event) -> bool:
+    def _request_passes(self, data: bytes, awaiting_reply: asyncio.Event, sent: list[int]) -> bool:
         """Client to server; notes when the armed marker passes."""
+        if sent[1] != self._armed_at:
+            sent[:] = [0, self._armed_at]
         if self._marker is not None and self._marker in data:
-            self._marker = None
-            awaiting_reply.set()
+            if sent[0] >= self._after_bytes:
+                self._marker = None
+                awaiting_reply.set()
+            sent[0] = 0
+        else:
+            sent[0] += len(data)
         return True
 
     def _reply_passes(self, awaiting_reply: asyncio.Event) -> bool:
