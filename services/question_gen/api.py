@@ -32,7 +32,6 @@ ERRORS: ErrorMap = {
         "the company's monthly budget has no room for this request; nothing billed",
         members=lambda exc: {
             "type": BUDGET_EXCEEDED,
-            "title": "Payment Required",
             "period": exc.period,
             "cost": str(exc.cost.quantize(FOUR_PLACES)),
         },

@@ -128,15 +128,16 @@ async def test_a_cost_too_big_at_the_price_in_force_is_poison_and_the_rest_is_bi
     dbs: ServiceDatabases, prefix: str, company: UUID, figures: Figures
 ) -> None:
     """Priced once, by the ledger: an overflow found there goes to the DLQ as poison, alone."""
-    # 5 questions cost 999999.9999 at this price, the most the ledger holds; 50 do not fit.
+    # The highest price the API accepts: 50 questions (the most one request asks) still fit
+    # the ledger, at 999999.9995; an event of 60 (from a producer that is not ours) does not.
     effective = datetime.now(UTC) + timedelta(seconds=5)
     before = generated(company, questions=50, at=effective - timedelta(minutes=1))
-    fits = generated(company, questions=5, at=effective + timedelta(seconds=1))
-    overflows = generated(company, questions=50, at=effective + timedelta(seconds=1))
+    fits = generated(company, questions=50, at=effective + timedelta(seconds=1))
+    overflows = generated(company, questions=60, at=effective + timedelta(seconds=1))
     others = [generated(uuid.uuid4(), questions=50) for _ in range(20)]
     async with start_stack(dbs, prefix, services=("billing",)) as stack:
         topology = stack.topology
-        answer = await set_price(stack, company, price(effective, "1999999.9998", "0"))
+        answer = await set_price(stack, company, price(effective, "199999.9999", "0"))
         assert answer.status_code == 201, answer.text
         await publish_all(topology, [*others[:10], before, overflows, fits, *others[10:]])
         billed = [e.event_id for e in [*others, before, fits]]
@@ -164,7 +165,7 @@ async def test_a_cost_too_big_at_the_price_in_force_is_poison_and_the_rest_is_bi
     assert text(headers.get(REASON)) == "poison"
     assert "exceeds 999999.9999" in text(headers.get(DETAIL))
     assert ATTEMPTS not in headers  # dead-lettered at once, never sent round again
-    assert costs == {before.event_id: Decimal("0.5000"), fits.event_id: Decimal("999999.9999")}
+    assert costs == {before.event_id: Decimal("0.5000"), fits.event_id: Decimal("999999.9995")}
     assert left == 0
 
 

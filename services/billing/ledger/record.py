@@ -35,7 +35,15 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from contracts.events import JobCreated, QuestionsGenerated
 from services.billing.budgets.spend import record_spend
 from services.billing.ledger import store
-from services.billing.ledger.rules import Entry, Placement, Pricing, lock_keys, place, references
+from services.billing.ledger.rules import (
+    Entry,
+    KnownJobs,
+    Placement,
+    Pricing,
+    lock_keys,
+    place,
+    references,
+)
 from services.billing.ledger.store import Attached, UsageRow
 from services.billing.metrics import BATCH_SIZE, TRANSIENT_RETRIES
 from services.billing.prices import book
@@ -137,10 +145,12 @@ async def record_events(
     # periods against a close until this batch commits (see statements/store.py).
     periods = await statements.bill_periods(conn, generated, datetime.now(UTC))
     await store.remember_jobs(conn, jobs)
-    known = await store.find_jobs(
-        conn,
-        job_ids=[event.job_id for event in generated if event.job_id is not None],
-        drafts=[(event.company_id, ref) for event in generated for ref in references(event)],
+    known = KnownJobs(
+        await store.find_jobs(
+            conn,
+            job_ids=[event.job_id for event in generated if event.job_id is not None],
+            drafts=[(event.company_id, ref) for event in generated for ref in references(event)],
+        )
     )
     prices = await book.prices_at(conn, generated)  # 3: by occurredAt, one query per batch
     rows = [
@@ -170,8 +180,11 @@ async def record_events(
         )
         for row in rows
     }
+    moved_by_job: dict[UUID, list[Attached]] = {}
+    for row in attached:
+        moved_by_job.setdefault(row.job_id, []).append(row)
     for job in jobs:
-        recorded[job.event_id] = reconciled(job, attached)
+        recorded[job.event_id] = reconciled(job, moved_by_job.get(job.job_id, []))
     return recorded
 
 
@@ -232,8 +245,8 @@ def reconciled_drafts(jobs: Sequence[JobCreated]) -> list[tuple[UUID, str]]:
     return keys
 
 
-def reconciled(job: JobCreated, attached: list[Attached]) -> DraftsReconciled:
-    mine = [row for row in attached if row.job_id == job.job_id]
+def reconciled(job: JobCreated, mine: list[Attached]) -> DraftsReconciled:
+    """What `job` did: `mine`, the draft rows this batch moved onto it."""
     return DraftsReconciled(
         job_id=job.job_id,
         rows=len(mine),

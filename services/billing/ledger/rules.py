@@ -89,24 +89,40 @@ def references(event: QuestionsGenerated | JobCreated) -> set[str]:
     return refs
 
 
-def place(event: QuestionsGenerated, known: Iterable[KnownJob]) -> Placement:
+class KnownJobs:
+    """The jobs a batch knows, indexed once: by (company, job id) and (company, draft id)."""
+
+    def __init__(self, jobs: Iterable[KnownJob]) -> None:
+        self._by_id: dict[tuple[UUID, UUID], UUID] = {}
+        self._by_draft: dict[tuple[UUID, str], UUID] = {}
+        for job in jobs:
+            self._by_id.setdefault((job.company_id, job.job_id), job.job_id)
+            if job.draft_job_id is not None:
+                self._by_draft.setdefault((job.company_id, job.draft_job_id), job.job_id)
+
+    def by_id(self, company_id: UUID, job_id: UUID) -> UUID | None:
+        return self._by_id.get((company_id, job_id))
+
+    def by_draft(self, company_id: UUID, draft_job_id: str) -> UUID | None:
+        return self._by_draft.get((company_id, draft_job_id))
+
+
+def place(event: QuestionsGenerated, known: KnownJobs | Iterable[KnownJob]) -> Placement:
     """Attach to a known job of the same company, else hold as a draft.
 
     A job named by the client's jobId comes first, then a job made from a draft
     whose id is the client's jobId, then one made from the client's draftJobId.
+    A batch builds its `KnownJobs` once, so placing an event is a few lookups.
     """
-    of_company = [job for job in known if job.company_id == event.company_id]
+    jobs = known if isinstance(known, KnownJobs) else KnownJobs(known)
+    company = event.company_id
+    found = None
     if event.job_id is not None:
-        for job in of_company:
-            if job.job_id == event.job_id:
-                return Placement(job_id=job.job_id)
-        for job in of_company:
-            if job.draft_job_id == str(event.job_id):
-                return Placement(job_id=job.job_id)
-    if event.draft_job_id is not None:
-        for job in of_company:
-            if job.draft_job_id == event.draft_job_id:
-                return Placement(job_id=job.job_id)
+        found = jobs.by_id(company, event.job_id) or jobs.by_draft(company, str(event.job_id))
+    if found is None and event.draft_job_id is not None:
+        found = jobs.by_draft(company, event.draft_job_id)
+    if found is not None:
+        return Placement(job_id=found)
     return Placement(draft_job_id=draft_key(event))
 
 

@@ -11,7 +11,7 @@ from contracts.events import DEFAULT_PRICE_COMPANY
 from services.billing.config import Settings
 from services.billing.ledger.rules import Pricing
 from services.billing.prices import book
-from services.billing.prices.rules import RetroactivePrice
+from services.billing.prices.rules import RetroactivePrice, UnbillablePrice, check_billable
 from services.billing.prices.schemas import CompanyPriceList, Price, PriceIn
 from services.billing.reads.api import Pool, get_settings
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
@@ -58,6 +58,10 @@ async def set_price(
             errors=[{"field": "companyId", "in": "path", "message": "not a company"}],
         )
     pricing = Pricing(body.price_per_10_questions, body.profit_margin_percent)
+    try:
+        check_billable(pricing)
+    except UnbillablePrice as exc:
+        raise field_error("pricePer10Questions", str(exc)) from exc
     try:
         async with pool.acquire() as conn, conn.transaction():
             version = await book.set_price(

@@ -29,6 +29,25 @@ class RetroactivePrice(ValueError):
     """An effectiveFrom before the moment the price is set: history is never re-priced."""
 
 
+# The most questions one generation asks for (the contract's `numberOfQuestions`, 1 to 50).
+MAX_QUESTIONS_PER_GENERATION = 50
+
+
+class UnbillablePrice(ValueError):
+    """A price at which the largest generation would cost more than the ledger holds."""
+
+
+def check_billable(price: Pricing) -> None:
+    """`UnbillablePrice` unless every generation the contract allows can be billed at it."""
+    try:
+        price.cost(MAX_QUESTIONS_PER_GENERATION)
+    except pricing.PriceOutOfRange as exc:
+        raise UnbillablePrice(
+            f"{MAX_QUESTIONS_PER_GENERATION} questions at this price cost more than "
+            f"{pricing.MAX_COST}, the most a usage row holds"
+        ) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class PriceVersion:
     price_id: UUID

@@ -128,7 +128,7 @@ async def close_period(_: Operator, period: InPath, pool: Pool, clock: Clock) ->
 
 
 @router.post(
-    "/admin/companies/{company_id}/adjustments",
+    "/admin/companies/{companyId}/adjustments",
     status_code=201,
     response_model=Adjustment,
     responses=documented(
@@ -143,7 +143,7 @@ async def close_period(_: Operator, period: InPath, pool: Pool, clock: Clock) ->
 )
 async def post_adjustment(
     operator: Operator,
-    company_id: UUID,
+    company_id: Annotated[UUID, Path(alias="companyId")],
     body: AdjustmentRequest,
     pool: Pool,
     clock: Clock,

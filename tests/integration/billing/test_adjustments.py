@@ -177,3 +177,16 @@ async def test_a_period_not_yet_ended_cannot_be_closed(billing: Stack) -> None:
     )
     assert response.status_code == 200
     assert (await written(billing))["closed"] == 1
+
+
+async def test_a_malformed_company_id_is_named_as_the_contract_names_it(
+    billing: Stack,
+) -> None:
+    response = await billing.billing.post(
+        "/api/billing/admin/companies/not-a-uuid/adjustments",
+        json={"amount": "1.0000", "reason": "x"},
+        headers=OPERATOR,
+    )
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == ["companyId"]
+    assert await written(billing) == NOTHING

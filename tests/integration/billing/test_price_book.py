@@ -186,6 +186,8 @@ async def test_a_price_change_is_published_for_the_question_service(
         ({"pricePer10Questions": "ten"}, "pricePer10Questions"),
         ({"pricePer10Questions": "NaN"}, "pricePer10Questions"),
         ({"profitMarginPercent": "-1"}, "profitMarginPercent"),
+        # 50 questions (the most one generation asks) would cost more than a usage row holds.
+        ({"pricePer10Questions": "200000.0000"}, "pricePer10Questions"),
         ({"effectiveFrom": "2020-01-01T00:00:00Z"}, "effectiveFrom"),
         ({"effectiveFrom": "yesterday"}, "effectiveFrom"),
         ({"effectiveFrom": "2030-01-01"}, "effectiveFrom"),

@@ -10,6 +10,8 @@ from services.billing.prices.rules import (
     PriceBook,
     PriceVersion,
     RetroactivePrice,
+    UnbillablePrice,
+    check_billable,
     check_not_retroactive,
     default_needs_recording,
     default_price_id,
@@ -82,3 +84,11 @@ def test_the_environment_price_is_recorded_only_when_it_changed() -> None:
     assert default_needs_recording(recorded, Pricing(Decimal("0.12")))
     back = [*recorded, version(T0, "0.12", company=None, seq=2)]
     assert default_needs_recording(back, env)
+
+
+def test_a_price_is_billable_only_if_the_largest_generation_fits_a_usage_row() -> None:
+    check_billable(Pricing(Decimal("199999.9999")))
+    with pytest.raises(UnbillablePrice):
+        check_billable(Pricing(Decimal("200000.0000")))
+    with pytest.raises(UnbillablePrice):
+        check_billable(Pricing(Decimal("100000"), Decimal("100")))

@@ -83,3 +83,16 @@ def test_the_same_table_documents_the_route() -> None:
     assert sorted(responses) == [401, 409, 422, 503]
     assert responses[503]["description"] == "upstream unavailable; upstream refused us"
     assert PROBLEM_JSON in responses[409]["content"]
+
+
+def test_every_status_gets_its_standard_title_from_the_shared_table() -> None:
+    """402 (budget exceeded) and 429 need no route supplying its own `title`."""
+    from services.servicekit.problems import problem_response
+
+    for status, title in (
+        (402, "Payment Required"),
+        (429, "Too Many Requests"),
+        (418, "I'm a Teapot"),
+    ):
+        body = problem_response(status, "x").body
+        assert f'"title":"{title}"' in bytes(body).decode()
