@@ -24,7 +24,7 @@ from services.billing.ledger.record import record_batch
 from services.billing.ledger.rules import Pricing
 from services.billing.prices.api import router as prices_router
 from services.billing.prices.book import record_environment_price
-from services.billing.reads.api import router
+from services.billing.reads.api import ERRORS, router
 from services.billing.statements.api import router as statements_router
 from services.billing.webhooks.api import router as webhooks_router
 from services.billing.webhooks.deliver import WebhookDeliverer
@@ -131,4 +131,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             statements_router,
             console_router,
         ],
+        errors=ERRORS,
     )

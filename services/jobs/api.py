@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 
 from services.jobs import handlers, store
 from services.jobs.handlers import DraftAlreadyUsed
 from services.jobs.schemas import CreateJobRequest, Job, JobPage
 from services.servicekit.auth import AUTHENTICATED, CurrentPrincipal, ensure_company
+from services.servicekit.http import Pool
 from services.servicekit.idempotency import Idempotent
-from services.servicekit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor, next_cursor
+from services.servicekit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor
 from services.servicekit.problems import ErrorMap, Problem, ProblemOf, documented
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -25,14 +25,6 @@ ERRORS: ErrorMap = {
         members=lambda exc: {"id": str(exc.existing_job_id)},
     ),
 }
-
-
-async def get_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    return pool
-
-
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
 @router.post(
@@ -74,8 +66,9 @@ async def list_jobs(
 ) -> JobPage:
     after = Cursor.decode(cursor) if cursor else None
     async with pool.acquire() as conn:
-        rows = await store.list_jobs(conn, principal.company_id, after, limit)
-    jobs = [Job.model_validate(dict(row)) for row in rows]
+        page = await store.list_jobs(conn, principal.company_id, after, limit)
+    jobs = page.map(lambda row: Job.model_validate(dict(row)))
     return JobPage(
-        items=jobs, next_cursor=next_cursor([(job.created_at, job.id) for job in jobs], limit)
+        items=jobs.items,
+        next_cursor=jobs.cursor(lambda job: Cursor(job.created_at, job.id).encode()),
     )

@@ -10,7 +10,7 @@ import asyncpg
 from contracts.events import JobCreated
 from services.servicekit import outbox
 from services.servicekit.db import Connection
-from services.servicekit.pagination import Cursor
+from services.servicekit.pagination import Cursor, Page, fetch_page
 
 JOB_COLUMNS = "id, company_id, title, description, created_by, draft_job_id, created_at, details"
 
@@ -28,7 +28,7 @@ JOB_ID_BY_DRAFT = "SELECT id FROM jobs WHERE company_id = $1 AND draft_job_id = 
 # One job of a company.
 GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE company_id = $1 AND id = $2"
 
-# A page of a company's jobs, newest first, after a cursor.
+# A page of a company's jobs, newest first, after a cursor; $4 rows.
 LIST_JOBS = f"""
 SELECT {JOB_COLUMNS} FROM jobs
 WHERE company_id = $1
@@ -75,11 +75,12 @@ async def get_job(conn: Connection, company_id: UUID, job_id: UUID) -> asyncpg.R
 
 async def list_jobs(
     conn: Connection, company_id: UUID, cursor: Cursor | None, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
+) -> Page[asyncpg.Record]:
+    return await fetch_page(
+        conn,
         LIST_JOBS,
         company_id,
         cursor.created_at if cursor else None,
         cursor.id if cursor else None,
-        limit,
+        limit=limit,
     )

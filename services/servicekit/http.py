@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -64,6 +65,15 @@ def service_app(
         readiness=_runtime_readiness,
         errors=errors,
     )
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    """The database pool of the service's runtime, for a route to take as a dependency."""
+    pool: asyncpg.Pool = request.app.state.runtime.pool
+    return pool
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
 def _runtime_readiness(request: Request) -> Mapping[str, Check]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from services.servicekit.db import is_transient
 
@@ -64,6 +66,18 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers or {}
         self.extra = extra
+
+
+def field_error(field: str, message: str, where: str = "query") -> dict[str, str]:
+    """One entry of a 422's `errors`: the field at fault, where it is (query, path, body), why."""
+    return {"field": field, "in": where, "message": message}
+
+
+def invalid(field: str, message: str, where: str = "query") -> Problem:
+    """A 422 naming the field at fault, for a route to raise."""
+    return Problem(
+        422, f"invalid request: {field}: {message}", errors=[field_error(field, message, where)]
+    )
 
 
 def problem_response(
@@ -141,11 +155,9 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     for error in exc.errors():
         loc = tuple(error.get("loc", ()))
         errors.append(
-            {
-                "field": _field_name(loc),
-                "in": str(loc[0]) if loc else "body",
-                "message": str(error.get("msg", "invalid")),
-            }
+            field_error(
+                _field_name(loc), str(error.get("msg", "invalid")), str(loc[0]) if loc else "body"
+            )
         )
     return errors
 
@@ -173,11 +185,54 @@ UNSTORABLE_TEXT: tuple[type[Exception], ...] = (
     asyncpg.exceptions.CharacterNotInRepertoireError,
     asyncpg.exceptions.UntranslatableCharacterError,
 )
+NUL = "\x00"
+NUL_MESSAGE = "must not contain NUL (U+0000) characters"
 
 
-async def _on_unstorable_text(_: Request, exc: Exception) -> JSONResponse:
+def nul_fields(value: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """Where decoded JSON holds U+0000 (in a string or a key), named as `validation_errors`
+    names fields: dotted, list positions left out; each once, in document order."""
+    found: list[str] = []
+    if isinstance(value, str):
+        if NUL in value:
+            found.append(".".join(path) or "body")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            if NUL in name:
+                found.append(".".join((*path, name.replace(NUL, "\\u0000"))))
+            else:
+                found.extend(nul_fields(item, (*path, name)))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(nul_fields(item, path))
+    return list(dict.fromkeys(found))
+
+
+async def _nul_errors(request: Request) -> list[dict[str, str]]:
+    """The request's parameters and body fields that hold U+0000; the body when none is found."""
+    errors = [
+        field_error(name, NUL_MESSAGE, where)
+        for where, params in (("path", request.path_params), ("query", request.query_params))
+        for name, value in params.items()
+        if isinstance(value, str) and (NUL in value or NUL in name)
+    ]
+    try:
+        # The route has read the body already, so `json()` answers from the request's cache;
+        # the timeout only guards against waiting on a stream someone else consumed.
+        async with asyncio.timeout(1.0):
+            body = await request.json()
+    except (ValueError, RuntimeError, ClientDisconnect, TimeoutError):
+        body = None  # not JSON, or not readable: the body as a whole is named below
+    errors.extend(field_error(name, NUL_MESSAGE, "body") for name in nul_fields(body))
+    return errors or [field_error("body", NUL_MESSAGE, "body")]
+
+
+async def _on_unstorable_text(request: Request, exc: Exception) -> JSONResponse:
+    errors = await _nul_errors(request)
+    fields = ", ".join(error["field"] for error in errors)
     return problem_response(
-        422, "invalid request: text must not contain NUL (U+0000) characters; nothing was changed"
+        422, f"invalid request: {fields}: {NUL_MESSAGE}; nothing was changed", errors=errors
     )
 
 

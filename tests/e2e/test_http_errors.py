@@ -132,6 +132,9 @@ async def test_bad_generation_requests_are_422_naming_the_field(
         ({"title": "t", "description": "d" * 50_001}, "description"),
         ({"title": "t", "draftJobId": "d" * 101}, "draftJobId"),
         ({"title": "t", "draftJobId": ""}, "draftJobId"),
+        # U+0000, which PostgreSQL cannot store: in a known field, and in another job field.
+        ({"title": "a\x00b"}, "title"),
+        ({"title": "t", "location": "Lisbon\x00"}, "location"),
     ],
 )
 async def test_bad_job_requests_are_422_naming_the_field(

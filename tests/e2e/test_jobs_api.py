@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 from uuid import UUID
 
 from tests.support.auth import bearer
+from tests.support.paging import every_page
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 
@@ -105,3 +107,28 @@ async def test_jobs_are_listed_newest_first_page_by_page(stack: Stack, company: 
 
     one = await stack.jobs.get(f"/api/jobs/{made[0]}", headers=bearer(company))
     assert one.json()["title"] == "Job 0"
+
+
+async def test_an_exactly_full_last_page_of_jobs_has_no_next_cursor(
+    stack: Stack, company: UUID
+) -> None:
+    made = []
+    for number in range(4):
+        response = await stack.jobs.post(
+            "/api/jobs", json={"title": f"Job {number}"}, headers=bearer(company)
+        )
+        made.append(response.json()["id"])
+
+    for limit in (1, 2, 4):
+
+        async def read(params: dict[str, Any], limit: int = limit) -> dict[str, Any]:
+            response = await stack.jobs.get(
+                "/api/jobs", params={"limit": limit, **params}, headers=bearer(company)
+            )
+            assert response.status_code == 200, response.text
+            page: dict[str, Any] = response.json()
+            return page
+
+        pages = await every_page(read, "items")
+        assert [len(page) for page in pages] == [limit] * (4 // limit)
+        assert [job["id"] for page in pages for job in page] == list(reversed(made))

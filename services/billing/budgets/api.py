@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends
 from services.billing.budgets import handlers
 from services.billing.budgets.schemas import BudgetIn, BudgetOut
 from services.billing.config import Settings
-from services.billing.reads.api import Pool, get_settings
+from services.billing.reads.api import get_settings
 from services.billing.webhooks.urls import UnsafeWebhookUrl, parse_allowed_hosts
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
+from services.servicekit.http import Pool
 from services.servicekit.problems import PROBLEM_JSON, Problem
 
 router = APIRouter(prefix="/api/billing", tags=["budgets"])

@@ -10,8 +10,9 @@ from decimal import Decimal
 from uuid import UUID
 
 from contracts.events import BudgetChanged
+from contracts.periods import period_of
 from services.billing.budgets import store
-from services.billing.budgets.rules import normal_thresholds, period_of, remaining
+from services.billing.budgets.rules import normal_thresholds, remaining
 from services.billing.budgets.store import Budget
 from services.billing.webhooks.urls import Resolver, resolve, vet_url
 from services.servicekit import outbox

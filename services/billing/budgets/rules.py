@@ -1,15 +1,9 @@
-"""Pure rules of budgets: periods, thresholds reached, what remains."""
+"""Pure rules of budgets: thresholds reached, what remains (periods: `contracts.periods`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from decimal import Decimal
-
-
-def period_of(instant: datetime) -> str:
-    """The billing period of an instant: its calendar month in UTC, `YYYY-MM`."""
-    return instant.astimezone(UTC).strftime("%Y-%m")
 
 
 def normal_thresholds(thresholds: Iterable[int]) -> list[int]:
@@ -20,8 +14,12 @@ def normal_thresholds(thresholds: Iterable[int]) -> list[int]:
 def thresholds_reached(
     spent: Decimal, monthly_limit: Decimal | None, thresholds: Iterable[int]
 ) -> list[int]:
-    """The thresholds (percent of the limit) that `spent` has reached; none without a limit."""
-    if monthly_limit is None:
+    """The thresholds (percent of the limit) that `spent` has reached.
+
+    None without a limit, and none at a limit of zero: it refuses every generation, and
+    no spend crosses a percentage of nothing.
+    """
+    if monthly_limit is None or monthly_limit <= 0:
         return []
     return [t for t in normal_thresholds(thresholds) if spent * 100 >= monthly_limit * t]
 

@@ -13,8 +13,9 @@ from services.billing.ledger.rules import Pricing
 from services.billing.prices import book
 from services.billing.prices.rules import RetroactivePrice, UnbillablePrice, check_billable
 from services.billing.prices.schemas import CompanyPriceList, Price, PriceIn
-from services.billing.reads.api import Pool, get_settings
+from services.billing.reads.api import get_settings
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
+from services.servicekit.http import Pool
 from services.servicekit.problems import PROBLEM_JSON, Problem
 
 router = APIRouter(prefix="/api/billing", tags=["prices"])

@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BeforeValidator
@@ -23,6 +22,7 @@ from services.billing.reads.rules import (
     DEFAULT_PAGE,
     MAX_DAYS,
     MAX_PAGE,
+    InvalidQuery,
     cut_into_days,
     days_between,
     decode_cursor,
@@ -43,13 +43,31 @@ from services.billing.reads.schemas import (
 )
 from services.billing.rollups.store import SUMS
 from services.servicekit.auth import CurrentPrincipal
-from services.servicekit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor, next_cursor
-from services.servicekit.problems import PROBLEM_JSON, Problem
+from services.servicekit.http import Pool
+from services.servicekit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor
+from services.servicekit.problems import (
+    PROBLEM_JSON,
+    ErrorMap,
+    Problem,
+    ProblemOf,
+    field_error,
+    invalid,
+)
 
 router = APIRouter(prefix="/api/billing", tags=["billing"])
 
+# The reads' domain errors, answered by the app (`create_app` installs them).
+ERRORS: ErrorMap = {
+    InvalidQuery: ProblemOf[InvalidQuery](
+        422,
+        "invalid query; `errors` names the field",
+        detail=lambda exc: f"invalid request: {exc.field}: {exc}",
+        members=lambda exc: {"errors": [field_error(exc.field, str(exc))]},
+    ),
+}
+
 PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-ERRORS: dict[int | str, dict[str, Any]] = {
+RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid token", **PROBLEM},
     422: {"description": "invalid query; `errors` names the fields", **PROBLEM},
 }
@@ -77,17 +95,8 @@ def period(
     ] = None,
 ) -> Period:
     if from_ is not None and to is not None and from_ >= to:
-        raise Problem(
-            422,
-            "invalid request: from must be before to",
-            errors=[{"field": "from", "in": "query", "message": "must be before to"}],
-        )
+        raise invalid("from", "must be before to")
     return Period(from_, to)
-
-
-def get_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    return pool
 
 
 def get_settings(request: Request) -> Settings:
@@ -95,11 +104,10 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 InPeriod = Annotated[Period, Depends(period)]
 
 
-@router.get("/usage", response_model=UsagePage, responses=ERRORS)
+@router.get("/usage", response_model=UsagePage, responses=RESPONSES)
 async def list_usage(
     principal: CurrentPrincipal,
     pool: Pool,
@@ -117,14 +125,15 @@ async def list_usage(
     after = Cursor.decode(cursor) if cursor else None
     where = UsageFilter(job_id, draft_job_id, status)
     async with pool.acquire() as conn:
-        rows = await queries.list_usage(conn, principal.company_id, within, where, after, limit)
-    items = [Usage.model_validate(dict(row)) for row in rows]
+        page = await queries.list_usage(conn, principal.company_id, within, where, after, limit)
+    items = page.map(lambda row: Usage.model_validate(dict(row)))
     return UsagePage(
-        items=items, next_cursor=next_cursor([(row.created_at, row.id) for row in items], limit)
+        items=items.items,
+        next_cursor=items.cursor(lambda row: Cursor(row.created_at, row.id).encode()),
     )
 
 
-@router.get("/usage/daily", response_model=DailySeries, responses=ERRORS)
+@router.get("/usage/daily", response_model=DailySeries, responses=RESPONSES)
 async def get_daily(
     principal: CurrentPrincipal,
     pool: Pool,
@@ -133,9 +142,9 @@ async def get_daily(
 ) -> DailySeries:
     """Usage per UTC day, oldest first: one entry per day with usage, at most 400 days."""
     if from_ > to:
-        raise _invalid("from", "must not be after to")
+        raise invalid("from", "must not be after to")
     if days_between(from_, to) > MAX_DAYS:
-        raise _invalid("to", f"at most {MAX_DAYS} days from from (both included)")
+        raise invalid("to", f"at most {MAX_DAYS} days from from (both included)")
     async with pool.acquire() as conn:
         rows = await queries.daily(conn, principal.company_id, from_, to)
     return DailySeries.model_validate(
@@ -146,7 +155,7 @@ async def get_daily(
 @router.get(
     "/usage/{usage_id}",
     response_model=Usage,
-    responses={**ERRORS, 404: {"description": "no such usage row", **PROBLEM}},
+    responses={**RESPONSES, 404: {"description": "no such usage row", **PROBLEM}},
 )
 async def get_usage(usage_id: UUID, principal: CurrentPrincipal, pool: Pool) -> Usage:
     async with pool.acquire() as conn:
@@ -156,7 +165,7 @@ async def get_usage(usage_id: UUID, principal: CurrentPrincipal, pool: Pool) -> 
     return Usage.model_validate(dict(row))
 
 
-@router.get("/summary", response_model=Summary, responses=ERRORS)
+@router.get("/summary", response_model=Summary, responses=RESPONSES)
 async def get_summary(
     principal: CurrentPrincipal,
     pool: Pool,
@@ -187,18 +196,17 @@ async def get_summary(
             limit,
             abandoned_before,
         )
-    last = rows.jobs[-1] if len(rows.jobs) == limit else None
     return Summary.model_validate(
         {
             "from": within.since,
             "to": within.until,
             "abandoned_draft_after_hours": hours,
             "totals": Totals.model_validate(dict(rows.totals)),
-            "jobs": [JobLine.model_validate(dict(row)) for row in rows.jobs],
-            "next_cursor": None
-            if last is None
-            else encode_cursor(
-                "summary.jobs", company, scope, [str(last["cost"]), str(last["job_id"])]
+            "jobs": [JobLine.model_validate(dict(row)) for row in rows.jobs.items],
+            "next_cursor": rows.jobs.cursor(
+                lambda last: encode_cursor(
+                    "summary.jobs", company, scope, [str(last["cost"]), str(last["job_id"])]
+                )
             ),
             "drafts": DraftTotals.model_validate(
                 {
@@ -211,7 +219,7 @@ async def get_summary(
     )
 
 
-@router.get("/drafts", response_model=DraftPage, responses=ERRORS)
+@router.get("/drafts", response_model=DraftPage, responses=RESPONSES)
 async def list_drafts(
     principal: CurrentPrincipal,
     pool: Pool,
@@ -232,15 +240,14 @@ async def list_drafts(
         after = (_parsed(datetime.fromisoformat, first_used_at), draft_job_id)
     abandoned_before = datetime.now(UTC) - timedelta(hours=settings.abandoned_draft_after_hours)
     async with pool.acquire() as conn:
-        rows = await queries.list_drafts(conn, company, abandoned, after, limit, abandoned_before)
-    drafts = [Draft.model_validate(dict(row)) for row in rows]
-    last = drafts[-1] if len(drafts) == limit else None
+        page = await queries.list_drafts(conn, company, abandoned, after, limit, abandoned_before)
+    drafts = page.map(lambda row: Draft.model_validate(dict(row)))
     return DraftPage(
-        drafts=drafts,
-        next_cursor=None
-        if last is None
-        else encode_cursor(
-            "drafts", company, scope, [last.first_used_at.isoformat(), last.draft_job_id]
+        drafts=drafts.items,
+        next_cursor=drafts.cursor(
+            lambda last: encode_cursor(
+                "drafts", company, scope, [last.first_used_at.isoformat(), last.draft_job_id]
+            )
         ),
     )
 
@@ -250,7 +257,7 @@ async def list_drafts(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}}, "description": "the rows, oldest first"},
-        **ERRORS,
+        **RESPONSES,
     },
 )
 async def export_usage(
@@ -281,11 +288,3 @@ def _parsed(parse: Callable[[str], T], text: str) -> T:
         return parse(text)
     except (ValueError, ArithmeticError) as exc:
         raise refuse_cursor("not a cursor this API returned") from exc
-
-
-def _invalid(field: str, message: str) -> Problem:
-    return Problem(
-        422,
-        f"invalid request: {field} {message}",
-        errors=[{"field": field, "in": "query", "message": message}],
-    )

@@ -19,7 +19,7 @@ import asyncpg
 from services.billing.reads.rules import DayCut
 from services.billing.rollups.store import SUMS
 from services.servicekit.db import Connection
-from services.servicekit.pagination import Cursor
+from services.servicekit.pagination import Cursor, Page, fetch_page
 
 # The contract's usage row.
 USAGE_COLUMNS = """
@@ -28,7 +28,7 @@ question_count, cost, model_used, created_at, period, price_id
 """
 
 # A page of the company's rows in `[$2, $3)`, newest first, under the filters (NULL: none),
-# after a keyset cursor.
+# after a keyset cursor; $9 rows.
 LIST_USAGE = f"""
 SELECT {USAGE_COLUMNS} FROM question_generation_usage
 WHERE company_id = $1
@@ -223,7 +223,7 @@ class JobsAfter:
 class SummaryRows:
     totals: asyncpg.Record
     drafts: asyncpg.Record
-    jobs: list[asyncpg.Record]
+    jobs: Page[asyncpg.Record]
 
 
 async def list_usage(
@@ -233,8 +233,9 @@ async def list_usage(
     where: UsageFilter,
     cursor: Cursor | None,
     limit: int,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
+) -> Page[asyncpg.Record]:
+    return await fetch_page(
+        conn,
         LIST_USAGE,
         company_id,
         within.since,
@@ -244,7 +245,7 @@ async def list_usage(
         where.status,
         cursor.created_at if cursor else None,
         cursor.id if cursor else None,
-        limit,
+        limit=limit,
     )
 
 
@@ -273,8 +274,8 @@ async def summary(
     # An aggregate without GROUP BY always answers one row.
     assert totals is not None
     assert drafts is not None
-    jobs = await conn.fetch(
-        SUMMARY_JOBS, *days, within.since, within.until, after.cost, after.job_id, limit
+    jobs = await fetch_page(
+        conn, SUMMARY_JOBS, *days, within.since, within.until, after.cost, after.job_id, limit=limit
     )
     return SummaryRows(totals=totals, drafts=drafts, jobs=jobs)
 
@@ -286,15 +287,16 @@ async def list_drafts(
     after: tuple[datetime, str] | None,
     limit: int,
     abandoned_before: datetime,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
+) -> Page[asyncpg.Record]:
+    return await fetch_page(
+        conn,
         LIST_DRAFTS,
         company_id,
         abandoned,
         after[0] if after else None,
         after[1] if after else None,
         abandoned_before,
-        limit,
+        limit=limit,
     )
 
 

@@ -7,7 +7,8 @@ the parts of days at its edges, so every figure is exact whatever the range.
 A cursor carries the sort key of the last item of a page, and is bound to the
 query it came from (the endpoint and every parameter that changes the list)
 and to the company: another query's or another company's cursor is refused
-(422 naming `cursor`) instead of quietly paging through something else.
+(`InvalidQuery` naming `cursor`, a 422 at the API) instead of quietly paging through
+something else.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
-from services.servicekit.problems import Problem
-
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_DAYS = 400
+
+
+class InvalidQuery(ValueError):
+    """A query parameter the reads cannot answer; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -116,10 +123,6 @@ def decode_cursor(
     return key
 
 
-def refuse_cursor(message: str) -> Problem:
-    """422 naming `cursor`."""
-    return Problem(
-        422,
-        f"invalid request: {message}",
-        errors=[{"field": "cursor", "in": "query", "message": message}],
-    )
+def refuse_cursor(message: str) -> InvalidQuery:
+    """The error for a cursor this query did not hand out."""
+    return InvalidQuery("cursor", message)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
 from services.billing.statements import handlers
@@ -22,7 +21,6 @@ from services.billing.statements.rules import (
     InvalidPeriod,
     LineCursor,
     Period,
-    next_line_cursor,
 )
 from services.billing.statements.schemas import (
     Adjustment,
@@ -39,8 +37,9 @@ from services.billing.statements.schemas import (
 from services.billing.statements.store import Adjustment as StoredAdjustment
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
 from services.servicekit.db import Connection
+from services.servicekit.http import Pool
 from services.servicekit.idempotency import Idempotent
-from services.servicekit.problems import Problem, documented
+from services.servicekit.problems import Problem, documented, invalid
 
 router = APIRouter(prefix="/api/billing", tags=["statements"])
 
@@ -49,23 +48,10 @@ MAX_LINES = 1000
 OPERATOR = "platform:admin"
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    return pool
-
-
 def get_clock(request: Request) -> Callable[[], datetime]:
     """What time it is: `app.state.clock` when set (tests set it), else UTC now."""
     clock: Callable[[], datetime] | None = getattr(request.app.state, "clock", None)
     return clock or (lambda: datetime.now(UTC))
-
-
-def _invalid(field: str, where: str, message: str) -> Problem:
-    return Problem(
-        422,
-        f"invalid request: {field}: {message}",
-        errors=[{"field": field, "in": where, "message": message}],
-    )
 
 
 def period_in_path(
@@ -74,10 +60,9 @@ def period_in_path(
     try:
         return Period.parse(period)
     except InvalidPeriod as exc:
-        raise _invalid("period", "path", str(exc)) from exc
+        raise invalid("period", str(exc), "path") from exc
 
 
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Clock = Annotated[Callable[[], datetime], Depends(get_clock)]
 InPath = Annotated[Period, Depends(period_in_path)]
 Operator = Annotated[Principal, Depends(require_role(OPERATOR))]
@@ -100,9 +85,9 @@ async def get_statement(
     try:
         after = LineCursor.decode(cursor, period, company) if cursor else None
     except InvalidCursor as exc:
-        raise _invalid("cursor", "query", str(exc)) from exc
+        raise invalid("cursor", str(exc)) from exc
     view = await handlers.read_statement(pool, company, period, after, limit)
-    return statement(view, company, limit)
+    return statement(view, company)
 
 
 @router.post(
@@ -192,7 +177,7 @@ async def list_adjustments(
     try:
         month = Period.parse(period) if period is not None else Period.of(clock())
     except InvalidPeriod as exc:
-        raise _invalid("period", "query", str(exc)) from exc
+        raise invalid("period", str(exc)) from exc
     found = await handlers.list_adjustments(pool, principal.company_id, month)
     return AdjustmentList(adjustments=[adjustment(item) for item in found])
 
@@ -211,7 +196,7 @@ def adjustment(stored: StoredAdjustment) -> Adjustment:
     )
 
 
-def statement(view: StatementView, company_id: UUID, limit: int) -> Statement:
+def statement(view: StatementView, company_id: UUID) -> Statement:
     figures = view.figures
     return Statement(
         period=str(view.period),
@@ -220,10 +205,10 @@ def statement(view: StatementView, company_id: UUID, limit: int) -> Statement:
         totals=StatementTotals(question_count=figures.question_count, cost=figures.cost),
         lines=[
             StatementLine(job_id=line.job_id, question_count=line.question_count, cost=line.cost)
-            for line in view.lines
+            for line in view.lines.items
         ],
-        next_cursor=next_line_cursor(
-            [(line.cost, line.job_id) for line in view.lines], limit, view.period, company_id
+        next_cursor=view.lines.cursor(
+            lambda last: LineCursor(last.cost, last.job_id).encode(view.period, company_id)
         ),
         drafts=StatementDrafts(
             count=figures.draft_count,

@@ -18,6 +18,7 @@ from services.billing.statements import store
 from services.billing.statements.rules import LineCursor, Period, bill_in
 from services.billing.statements.store import Adjustment, Figures, Line
 from services.servicekit.db import Connection
+from services.servicekit.pagination import Page
 
 
 class PeriodNotEnded(Exception):
@@ -48,7 +49,7 @@ class StatementView:
     period: Period
     closed_at: datetime | None
     figures: Figures
-    lines: list[Line]
+    lines: Page[Line]
     adjustments: list[Adjustment]
 
     @property

@@ -172,13 +172,3 @@ class LineCursor:
 def _binding(period: Period, company_id: UUID) -> str:
     """Ties a cursor to its statement, without showing the company in it."""
     return hashlib.blake2b(f"statement:{period}:{company_id}".encode(), digest_size=6).hexdigest()
-
-
-def next_line_cursor(
-    lines: list[tuple[Decimal, UUID]], limit: int, period: Period, company_id: UUID
-) -> str | None:
-    """A cursor after the last line, when the page is full."""
-    if len(lines) < limit:
-        return None
-    cost, job_id = lines[-1]
-    return LineCursor(cost, job_id).encode(period, company_id)

@@ -50,6 +50,7 @@ from services.billing.statements.rules import (
     bill_in,
 )
 from services.servicekit.db import Connection
+from services.servicekit.pagination import Page, fetch_page
 
 # Writers of usage or adjustments in these periods: shared among themselves, not with a close.
 SHARE_PERIODS = "SELECT pg_advisory_xact_lock_shared($1::int, key) FROM unnest($2::int[]) AS key"
@@ -141,7 +142,7 @@ FROM statements WHERE period = $1 AND company_id = $2
 AFTER_LINE = """($3::numeric IS NULL OR cost < $3::numeric
        OR (cost = $3::numeric AND job_id > $4::uuid))"""
 
-# A page of its frozen lines.
+# A page ($5 lines) of its frozen lines.
 FROZEN_LINES = f"""
 SELECT job_id, question_count, cost
 FROM statement_lines
@@ -167,7 +168,7 @@ LEFT JOIN ({_drafts(ONE)}) AS d ON true
 LEFT JOIN ({_adjusted(ONE)}) AS a ON true
 """
 
-# A page of its lines as they stand.
+# A page ($5 lines) of its lines as they stand.
 LIVE_LINES = f"""
 SELECT job_id, question_count, cost
 FROM ({_job_lines(ONE)}) AS l
@@ -300,18 +301,22 @@ def _page_args(after: LineCursor | None) -> tuple[Decimal | None, UUID | None]:
 
 async def frozen_statement(
     conn: Connection, period: Period, company_id: UUID, after: LineCursor | None, limit: int
-) -> tuple[Figures, list[Line]]:
+) -> tuple[Figures, Page[Line]]:
     figures = await conn.fetchrow(FROZEN_FIGURES, str(period), company_id)
-    rows = await conn.fetch(FROZEN_LINES, str(period), company_id, *_page_args(after), limit)
-    return _figures(figures), [Line(**dict(row)) for row in rows]
+    rows = await fetch_page(
+        conn, FROZEN_LINES, str(period), company_id, *_page_args(after), limit=limit
+    )
+    return _figures(figures), rows.map(lambda row: Line(**dict(row)))
 
 
 async def live_statement(
     conn: Connection, period: Period, company_id: UUID, after: LineCursor | None, limit: int
-) -> tuple[Figures, list[Line]]:
+) -> tuple[Figures, Page[Line]]:
     figures = await conn.fetchrow(LIVE_FIGURES, str(period), company_id)
-    rows = await conn.fetch(LIVE_LINES, str(period), company_id, *_page_args(after), limit)
-    return _figures(figures), [Line(**dict(row)) for row in rows]
+    rows = await fetch_page(
+        conn, LIVE_LINES, str(period), company_id, *_page_args(after), limit=limit
+    )
+    return _figures(figures), rows.map(lambda row: Line(**dict(row)))
 
 
 # ---------------------------------------------------------------------------

@@ -10,12 +10,12 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from services.billing.reads.api import Pool
 from services.billing.reads.schemas import CamelModel
 from services.billing.webhooks import store
 from services.billing.webhooks.rules import EVENT_TYPE
 from services.servicekit.auth import CurrentPrincipal
-from services.servicekit.problems import PROBLEM_JSON, Problem
+from services.servicekit.http import Pool
+from services.servicekit.problems import PROBLEM_JSON, invalid
 
 router = APIRouter(prefix="/api/billing", tags=["webhooks"])
 
@@ -60,11 +60,7 @@ def decode_cursor(value: str, company_id: UUID) -> int:
             raise ValueError("another list's or company's cursor")
         return int(attempt_id)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(
-            422,
-            "invalid request: cursor: not one this list returned",
-            errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}],
-        ) from exc
+        raise invalid("cursor", "not a cursor this list returned") from exc
 
 
 @router.get(
@@ -84,9 +80,8 @@ async def list_deliveries(
     """Every attempt to deliver the company's threshold webhooks, newest first."""
     before = decode_cursor(cursor, principal.company_id) if cursor else None
     async with pool.acquire() as conn:
-        rows = await store.list_attempts(conn, principal.company_id, before, limit)
-    deliveries = [DeliveryAttempt.model_validate(dict(row)) for row in rows]
-    next_cursor = (
-        encode_cursor(principal.company_id, rows[-1]["id"]) if len(rows) == limit else None
+        page = await store.list_attempts(conn, principal.company_id, before, limit)
+    return DeliveryPage(
+        deliveries=[DeliveryAttempt.model_validate(dict(row)) for row in page.items],
+        next_cursor=page.cursor(lambda last: encode_cursor(principal.company_id, last["id"])),
     )
-    return DeliveryPage(deliveries=deliveries, next_cursor=next_cursor)

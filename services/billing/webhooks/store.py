@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from services.servicekit.db import Connection
+from services.servicekit.pagination import Page, fetch_page
 
 # One delivery per (company, period, threshold), ever: a second crossing adds nothing.
 ENQUEUE = """
@@ -58,7 +59,7 @@ SET attempts = $3,
 WHERE id = $1
 """
 
-# A company's attempts, newest first, after a keyset cursor.
+# A company's attempts, newest first, after a keyset cursor; $3 rows.
 LIST_ATTEMPTS = """
 SELECT a.id, d.event_id, d.period, d.threshold, a.attempt, a.attempted_at, a.url,
        a.status_code, a.error, a.duration_ms, a.outcome, d.status AS delivery_status
@@ -150,5 +151,5 @@ async def record_attempt(
 
 async def list_attempts(
     conn: Connection, company_id: UUID, before_id: int | None, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(LIST_ATTEMPTS, company_id, before_id, limit)
+) -> Page[asyncpg.Record]:
+    return await fetch_page(conn, LIST_ATTEMPTS, company_id, before_id, limit=limit)

@@ -28,13 +28,13 @@ import asyncpg
 import structlog
 
 from contracts.events import QuestionsGenerated
+from contracts.periods import period_of
 from services.question_gen.budgets import store
 from services.question_gen.budgets.rules import (
     BudgetExceeded,
     Settlement,
     Terms,
     cost_at,
-    period_of,
 )
 from services.servicekit.db import Connection
 
@@ -108,11 +108,12 @@ class BudgetGuard:
         outcome = await self._batched(reservation)
         if outcome is Outcome.REFUSED:
             # Reservations count at their worst case until folded (settled ones at their
-            # cost, expired ones at nothing): fold them now rather than refuse on their account.
+            # cost, expired ones at nothing): fold them now rather than refuse on their
+            # account, then decide once more. Whether or not this fold found any: a
+            # concurrent fold (another refused request, the sweeper) may have taken them.
             async with self._pool.acquire() as conn:
-                folded = await store.fold(conn, company_id, period)
-            if folded:
-                outcome = await self._batched(reservation)
+                await store.fold(conn, company_id, period)
+            outcome = await self._batched(reservation)
         if outcome is Outcome.REFUSED:
             raise BudgetExceeded(company_id, period, amount)
         if outcome is Outcome.UNLIMITED:  # the limit was removed meanwhile

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -67,11 +67,6 @@ class Terms:
 
     limited: bool
     versions: tuple[PriceVersion, ...] = ()
-
-
-def period_of(instant: datetime) -> str:
-    """The billing period of an instant: its calendar month in UTC, `YYYY-MM`."""
-    return instant.astimezone(UTC).strftime("%Y-%m")
 
 
 def _in_force(versions: Iterable[PriceVersion], instant: datetime) -> PriceVersion | None:

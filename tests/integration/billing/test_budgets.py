@@ -13,7 +13,7 @@ from uuid import UUID
 import httpx
 import pytest
 
-from services.billing.budgets.rules import period_of
+from contracts.periods import period_of
 from tests.integration.billing.conftest import record
 from tests.integration.billing.webhook_receiver import Receiver
 from tests.support.auth import bearer

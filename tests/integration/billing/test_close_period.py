@@ -90,7 +90,10 @@ async def test_a_close_freezes_what_the_rows_say(pool: asyncpg.Pool) -> None:
         assert view.figures == live[company].figures
         assert view.lines == live[company].lines
         assert view.closed_at == MONTH.end
-        assert sum(line.cost for line in view.lines) + view.figures.draft_cost == view.figures.cost
+        assert (
+            sum(line.cost for line in view.lines.items) + view.figures.draft_cost
+            == view.figures.cost
+        )
     assert (await handlers.read_statement(pool, companies[0], MONTH, None, 10)).total == (
         live[companies[0]].figures.cost - Decimal("1.2500")
     )

@@ -14,6 +14,7 @@ import pytest
 from tests.integration.billing.conftest import record, record_drafts_of_every_age
 from tests.support.auth import bearer
 from tests.support.events import generated, job_created
+from tests.support.paging import every_page
 from tests.support.stack import Stack
 
 HEADER = (
@@ -69,6 +70,36 @@ async def test_job_lines_come_a_page_at_a_time_by_cost_then_job(
     default = await billing.billing_json(company, "/api/billing/summary")
     assert len(default["jobs"]) == 5
     assert default["nextCursor"] is None
+
+
+async def test_exactly_full_last_pages_of_job_lines_and_drafts_have_no_next_cursor(
+    billing: Stack, company: UUID
+) -> None:
+    by_cost = [str(job) for job in reversed(await jobs_with_costs(billing, company, [1, 2, 3, 4]))]
+    start = datetime.now(UTC) - timedelta(hours=1)
+    drafts = [f"draft-{n}" for n in range(4)]
+    used = [start + timedelta(minutes=n) for n in range(4)]
+    await record(
+        billing, *(generated(company, at=at, draft=d) for at, d in zip(used, drafts, strict=True))
+    )
+
+    for path, items, key, expected in (
+        ("/api/billing/summary", "jobs", "jobId", by_cost),
+        ("/api/billing/drafts", "drafts", "draftJobId", drafts),
+    ):
+        for limit in (1, 2, 4):
+
+            async def read(
+                params: dict[str, Any], path: str = path, limit: int = limit
+            ) -> dict[str, Any]:
+                page: dict[str, Any] = await billing.billing_json(
+                    company, path, limit=limit, **params
+                )
+                return page
+
+            pages = await every_page(read, items)
+            assert [len(page) for page in pages] == [limit] * (4 // limit), (path, limit)
+            assert [item[key] for page in pages for item in page] == expected, (path, limit)
 
 
 async def test_a_cursor_of_another_query_or_company_is_refused(

@@ -12,6 +12,7 @@ from services.billing.statements.rules import Period
 from tests.integration.billing.conftest import record
 from tests.support.auth import bearer
 from tests.support.events import generated, job_created
+from tests.support.paging import every_page
 from tests.support.stack import Stack
 
 OPERATOR = bearer(uuid.uuid4(), user="ops@example.com", roles=["platform:admin"])
@@ -160,3 +161,36 @@ async def test_statement_figures_equal_the_rows_and_lines_page_by_cost(
     )
     assert foreign.status_code == 422
     assert [error["field"] for error in foreign.json()["errors"]] == ["cursor"]
+
+
+async def test_an_exactly_full_last_page_of_lines_has_no_next_cursor_open_or_closed(
+    billing: Stack, company: UUID
+) -> None:
+    month = last_month()
+    day = month.start + timedelta(days=3)
+    jobs = [job_created(company, at=day) for _ in range(4)]
+    await record(billing, *jobs)
+    await record(
+        billing,
+        *[
+            generated(company, job_id=job.job_id, questions=questions, at=day)
+            for job, questions in zip(jobs, [1, 2, 3, 4], strict=True)
+        ],
+    )
+    by_cost = [str(job.job_id) for job in reversed(jobs)]
+
+    async def lines_page_by_page(status: str) -> None:
+        for limit in (1, 2, 4):
+
+            async def read(params: dict[str, Any], limit: int = limit) -> dict[str, Any]:
+                page = await statement(billing, company, month, limit=limit, **params)
+                assert page["status"] == status
+                return page
+
+            pages = await every_page(read, "lines")
+            assert [len(page) for page in pages] == [limit] * (4 // limit), (status, limit)
+            assert [line["jobId"] for page in pages for line in page] == by_cost
+
+    await lines_page_by_page("open")  # read live
+    await close(billing, month)
+    await lines_page_by_page("closed")  # read from the frozen copy

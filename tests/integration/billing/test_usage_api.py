@@ -10,6 +10,7 @@ from uuid import UUID
 from tests.integration.billing.conftest import record
 from tests.support.auth import bearer
 from tests.support.events import generated, job_created
+from tests.support.paging import every_page
 from tests.support.stack import Stack
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -144,14 +145,21 @@ async def test_pages_follow_each_other_newest_first(billing: Stack, company: UUI
     assert keys == sorted(keys, reverse=True)
 
 
-async def test_a_full_last_page_ends_with_an_empty_one(billing: Stack, company: UUID) -> None:
-    await record(billing, *(generated(company, draft="d") for _ in range(2)))
+async def test_an_exactly_full_last_page_has_no_next_cursor(billing: Stack, company: UUID) -> None:
+    events = [generated(company, at=T0 + timedelta(seconds=n), draft="d") for n in range(4)]
+    await record(billing, *events)
+    rows = await billing.usage(company)
+    newest_first = [str(row["id"]) for row in sorted(rows, key=lambda r: r["created_at"])][::-1]
 
-    first = await usage(billing, company, limit=2)
-    assert len(first["items"]) == 2
-    assert first["nextCursor"] is not None
-    last = await usage(billing, company, limit=2, cursor=first["nextCursor"])
-    assert last == {"items": [], "nextCursor": None}
+    for limit in (1, 2, 4):
+
+        async def read(params: dict[str, Any], limit: int = limit) -> dict[str, Any]:
+            return await usage(billing, company, limit=limit, **params)
+
+        pages = await every_page(read, "items")
+        # Every page full, the last one too: its nextCursor is null, no empty page follows.
+        assert [len(page) for page in pages] == [limit] * (4 // limit)
+        assert [row["id"] for page in pages for row in page] == newest_first
 
 
 async def test_another_company_sees_nothing(billing: Stack, company: UUID) -> None:

@@ -13,8 +13,8 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from contracts.periods import period_of
 from services.billing.budgets import handlers as budgets
-from services.billing.budgets.rules import period_of
 from services.billing.ledger.record import record_events
 from services.billing.ledger.rules import Pricing
 from services.billing.webhooks.deliver import WebhookDeliverer
@@ -24,6 +24,7 @@ from tests.integration.billing.webhook_receiver import Receiver
 from tests.support.auth import bearer
 from tests.support.databases import ServiceDatabases
 from tests.support.events import generated
+from tests.support.paging import every_page
 from tests.support.stack import Stack, start_billing
 from tests.support.waiting import eventually
 
@@ -103,6 +104,16 @@ async def test_thresholds_reach_the_receiver_signed_once_each_after_retries(
     retried = [a for a in attempts if a["attempt"] > 1]
     assert retried, "the failed deliveries were retried"
     assert {a["eventId"] for a in attempts} == {b["eventId"] for b in by_threshold.values()}
+
+    # Every page exactly full, the last one too: its nextCursor is null, every attempt once.
+    for limit in (1, len(attempts)):
+
+        async def read(params: dict[str, Any], limit: int = limit) -> dict[str, Any]:
+            return await deliveries(stack, company, limit=limit, **params)
+
+        pages = await every_page(read, "deliveries")
+        assert [len(page) for page in pages] == [limit] * (len(attempts) // limit)
+        assert [attempt for page in pages for attempt in page] == attempts
 
     # A page at a time, and another company sees none of it.
     first = await deliveries(stack, company, limit=1)

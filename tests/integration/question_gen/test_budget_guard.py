@@ -13,11 +13,12 @@ import asyncpg
 import pytest
 
 from contracts.events import BudgetChanged, PriceChanged, QuestionsGenerated, SpendRecorded
+from contracts.periods import period_of
 from contracts.topology import Topology
 from services.question_gen import store as generations
 from services.question_gen.budgets import store
 from services.question_gen.budgets.guard import BudgetGuard, Reservation
-from services.question_gen.budgets.rules import BudgetExceeded, period_of
+from services.question_gen.budgets.rules import BudgetExceeded
 from services.question_gen.generation import Answer, MalformedAnswer
 from services.servicekit import db
 from tests.support.auth import bearer
@@ -200,6 +201,30 @@ async def test_reservations_of_dead_requests_stop_counting_once_expired(
     assert await guard_at(pool, hold_seconds=-1).reserve(other, 50) is not None
     assert await guard.sweep() == 1
     assert (await counter(pool, other)).reserved == 0
+
+
+async def test_requests_refused_together_all_see_the_expired_reservations_go(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    # Ten requests that died hold the whole limit, already past their expiry; then ten
+    # arrive at once. Each is refused, folds, and one fold takes every expired
+    # reservation: the others, finding nothing left to fold, must still decide again.
+    await set_limit(pool, company, "1.0000")
+    dead = guard_at(pool, hold_seconds=-1)
+    for _ in range(10):
+        assert await dead.reserve(company, 10) is not None
+    guard = guard_at(pool)
+
+    async def one() -> bool:
+        try:
+            return await guard.reserve(company, 10) is not None
+        except BudgetExceeded:
+            return False
+
+    outcomes = await asyncio.gather(*(one() for _ in range(10)))
+    assert outcomes.count(True) == 10
+    held = await counter(pool, company)
+    assert (held.reserved, held.reservations) == (Decimal("1.0000"), 10)
 
 
 async def test_a_new_period_starts_with_nothing_spent(pool: asyncpg.Pool, company: UUID) -> None:

@@ -17,7 +17,6 @@ from services.billing.statements.rules import (
     bill_in,
     check_amount,
     check_reason,
-    next_line_cursor,
 )
 
 NOV = Period(2026, 11)
@@ -113,8 +112,7 @@ def test_a_reason_of_only_spaces_is_refused() -> None:
 def test_a_line_cursor_is_bound_to_its_statement() -> None:
     company, other = uuid.uuid4(), uuid.uuid4()
     job = uuid.uuid4()
-    encoded = next_line_cursor([(Decimal("0.3000"), job)], 1, NOV, company)
-    assert encoded is not None
+    encoded = LineCursor(Decimal("0.3000"), job).encode(NOV, company)
     assert LineCursor.decode(encoded, NOV, company) == LineCursor(Decimal("0.3000"), job)
     with pytest.raises(InvalidCursor):
         LineCursor.decode(encoded, NOV, other)
@@ -122,7 +120,3 @@ def test_a_line_cursor_is_bound_to_its_statement() -> None:
         LineCursor.decode(encoded, DEC, company)
     with pytest.raises(InvalidCursor):
         LineCursor.decode("not-a-cursor", NOV, company)
-
-
-def test_a_page_shorter_than_its_limit_has_no_next_cursor() -> None:
-    assert next_line_cursor([(Decimal("1"), uuid.uuid4())], 2, NOV, uuid.uuid4()) is None

@@ -1,9 +1,9 @@
-"""The budget guard's pure rules: the price in force, worst case and actual cost, periods."""
+"""The budget guard's pure rules: the price in force, worst case and actual cost."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,6 @@ from services.question_gen.budgets.rules import (
     PriceVersion,
     Terms,
     cost_at,
-    period_of,
     price_at,
 )
 
@@ -66,12 +65,6 @@ def test_cost_includes_the_margin_rounded_half_up_to_four_places() -> None:
     assert cost_at(terms, COMPANY, T0, 3) == Decimal("0.0416")
     terms = Terms(True, (version(COMPANY, "0.0005"),))
     assert cost_at(terms, COMPANY, T0, 1) == Decimal("0.0001")  # 0.00005 half-up
-
-
-def test_the_period_is_the_utc_month() -> None:
-    late_evening = datetime(2026, 11, 30, 23, 30, tzinfo=timezone(timedelta(hours=-2)))
-    assert period_of(late_evening) == "2026-12"
-    assert period_of(T0) == "2026-11"
 
 
 def test_billing_events_are_parsed_by_routing_key() -> None:

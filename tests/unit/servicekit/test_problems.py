@@ -1,5 +1,8 @@
 """Domain errors become problem documents in one place, by the table a service declares."""
 
+from typing import Any
+
+import asyncpg
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -9,6 +12,8 @@ from services.servicekit.problems import (
     ProblemOf,
     documented,
     install_problem_handlers,
+    invalid,
+    nul_fields,
 )
 
 
@@ -96,3 +101,67 @@ def test_every_status_gets_its_standard_title_from_the_shared_table() -> None:
     ):
         body = problem_response(status, "x").body
         assert f'"title":"{title}"' in bytes(body).decode()
+
+
+def test_invalid_names_the_field_and_where_it_is() -> None:
+    problem = invalid("period", "must be YYYY-MM", "path")
+    assert problem.status == 422
+    assert problem.detail == "invalid request: period: must be YYYY-MM"
+    assert problem.extra == {
+        "errors": [{"field": "period", "in": "path", "message": "must be YYYY-MM"}]
+    }
+
+
+def test_nul_fields_are_named_as_validation_names_fields() -> None:
+    body = {
+        "title": "a\x00b",
+        "description": "clean",
+        "tags": ["ok", "bad\x00"],
+        "team": {"lead": "x\x00", "size": 3},
+        "bad\x00key": "v",
+        "again": ["\x00", "\x00"],
+    }
+    assert nul_fields(body) == ["title", "tags", "team.lead", "bad\\u0000key", "again"]
+    assert nul_fields("\x00") == ["body"]
+    assert nul_fields({"title": "clean", "n": 1, "none": None}) == []
+
+
+def client_storing(path: str = "/items/{name}") -> TestClient:
+    """An app whose route reads its body, then meets text PostgreSQL cannot store."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post(path)
+    def store(name: str, body: dict[str, Any], note: str | None = None) -> None:
+        raise asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_a_nul_in_the_body_is_a_422_naming_the_field() -> None:
+    answer = client_storing().post("/items/a", json={"title": "ok", "details": {"note": "x\x00"}})
+    assert answer.status_code == 422
+    problem = answer.json()
+    assert problem["errors"] == [
+        {
+            "field": "details.note",
+            "in": "body",
+            "message": "must not contain NUL (U+0000) characters",
+        }
+    ]
+    assert "details.note" in problem["detail"]
+
+
+def test_a_nul_in_a_query_or_path_parameter_is_named_there() -> None:
+    answer = client_storing().post("/items/a%00b", params={"note": "n\x00"}, json={"t": "ok"})
+    assert answer.status_code == 422
+    assert [(error["field"], error["in"]) for error in answer.json()["errors"]] == [
+        ("name", "path"),
+        ("note", "query"),
+    ]
+
+
+def test_a_nul_found_nowhere_names_the_body() -> None:
+    answer = client_storing().post("/items/a", json={"title": "clean"})
+    assert answer.status_code == 422
+    assert [error["field"] for error in answer.json()["errors"]] == ["body"]
