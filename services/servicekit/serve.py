@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
+
 import uvicorn
 
+from services.servicekit import gc_tuning
 from services.servicekit.settings import ServiceSettings
 
 
 def serve(factory: str, settings: ServiceSettings) -> None:
+    """`factory` is `module:function`, called with no argument to build the app."""
+    module, _, name = factory.partition(":")
+    app = getattr(importlib.import_module(module), name)()
+    gc_tuning.tune()  # after the app is built: what start-up made is frozen
     uvicorn.run(
-        factory,
-        factory=True,
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
