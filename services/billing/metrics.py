@@ -1,4 +1,4 @@
-"""Billing metrics: events, rows, reconciliations, money, dead letters."""
+"""Billing metrics: events, rows, reconciliations, money, dead letters, webhook attempts."""
 
 from __future__ import annotations
 
@@ -44,6 +44,16 @@ BATCH_SIZE = Histogram(
     "Events per committed transaction.",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "billing_webhook_attempts_total",
+    "Threshold webhook attempts recorded, by outcome; gave_up: the last of an undelivered one.",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "billing_webhook_attempt_seconds",
+    "Webhook attempts that sent a request: from the URL's check to the answer or failure.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 
 @cache
@@ -55,3 +65,8 @@ def consumed(routing_key: str) -> Counter:
 @cache
 def usage_rows(status: str) -> Counter:
     return USAGE_ROWS.labels(status)
+
+
+@cache
+def webhook_attempts(outcome: str) -> Counter:
+    return WEBHOOK_ATTEMPTS.labels(outcome)

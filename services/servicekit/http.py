@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 import asyncpg
@@ -74,6 +75,15 @@ def get_pool(request: Request) -> asyncpg.Pool:
 
 
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+
+
+def get_clock(request: Request) -> Callable[[], datetime]:
+    """What time it is: `app.state.clock` when set (tests set it), else UTC now."""
+    clock: Callable[[], datetime] | None = getattr(request.app.state, "clock", None)
+    return clock or (lambda: datetime.now(UTC))
+
+
+Clock = Annotated[Callable[[], datetime], Depends(get_clock)]
 
 
 def _runtime_readiness(request: Request) -> Mapping[str, Check]:

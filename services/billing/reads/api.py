@@ -43,7 +43,7 @@ from services.billing.reads.schemas import (
 )
 from services.billing.rollups.store import SUMS
 from services.servicekit.auth import CurrentPrincipal
-from services.servicekit.http import Pool
+from services.servicekit.http import Clock, Pool
 from services.servicekit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor
 from services.servicekit.problems import (
     PROBLEM_JSON,
@@ -170,6 +170,7 @@ async def get_summary(
     principal: CurrentPrincipal,
     pool: Pool,
     settings: Annotated[Settings, Depends(get_settings)],
+    clock: Clock,
     within: InPeriod,
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE, description="Job lines per page.")
@@ -184,7 +185,7 @@ async def get_summary(
         cost, job_id = decode_cursor(cursor, "summary.jobs", company, scope, 2)
         after = JobsAfter(_parsed(Decimal, cost), _parsed(UUID, job_id))
     hours = settings.abandoned_draft_after_hours
-    abandoned_before = datetime.now(UTC) - timedelta(hours=hours)
+    abandoned_before = clock() - timedelta(hours=hours)
     # One snapshot, so that the totals and the lines agree even while the worker writes.
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await queries.summary(
@@ -224,6 +225,7 @@ async def list_drafts(
     principal: CurrentPrincipal,
     pool: Pool,
     settings: Annotated[Settings, Depends(get_settings)],
+    clock: Clock,
     abandoned: Annotated[
         bool | None,
         Query(description="true: only the abandoned drafts; false: only the others."),
@@ -238,7 +240,7 @@ async def list_drafts(
     if cursor:
         first_used_at, draft_job_id = decode_cursor(cursor, "drafts", company, scope, 2)
         after = (_parsed(datetime.fromisoformat, first_used_at), draft_job_id)
-    abandoned_before = datetime.now(UTC) - timedelta(hours=settings.abandoned_draft_after_hours)
+    abandoned_before = clock() - timedelta(hours=settings.abandoned_draft_after_hours)
     async with pool.acquire() as conn:
         page = await queries.list_drafts(conn, company, abandoned, after, limit, abandoned_before)
     drafts = page.map(lambda row: Draft.model_validate(dict(row)))

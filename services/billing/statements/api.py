@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query
 
 from services.billing.statements import handlers
 from services.billing.statements.handlers import (
@@ -37,7 +35,7 @@ from services.billing.statements.schemas import (
 from services.billing.statements.store import Adjustment as StoredAdjustment
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
 from services.servicekit.db import Connection
-from services.servicekit.http import Pool
+from services.servicekit.http import Clock, Pool
 from services.servicekit.idempotency import Idempotent
 from services.servicekit.problems import Problem, documented, invalid
 
@@ -46,12 +44,6 @@ router = APIRouter(prefix="/api/billing", tags=["statements"])
 DEFAULT_LINES = 100
 MAX_LINES = 1000
 OPERATOR = "platform:admin"
-
-
-def get_clock(request: Request) -> Callable[[], datetime]:
-    """What time it is: `app.state.clock` when set (tests set it), else UTC now."""
-    clock: Callable[[], datetime] | None = getattr(request.app.state, "clock", None)
-    return clock or (lambda: datetime.now(UTC))
 
 
 def period_in_path(
@@ -63,7 +55,6 @@ def period_in_path(
         raise invalid("period", str(exc), "path") from exc
 
 
-Clock = Annotated[Callable[[], datetime], Depends(get_clock)]
 InPath = Annotated[Period, Depends(period_in_path)]
 Operator = Annotated[Principal, Depends(require_role(OPERATOR))]
 

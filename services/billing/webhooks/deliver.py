@@ -22,8 +22,15 @@ import asyncpg
 import httpx
 import structlog
 
+from services.billing import metrics
 from services.billing.webhooks import store
-from services.billing.webhooks.rules import SIGNATURE_HEADER, DeliveryPolicy, next_attempt, sign
+from services.billing.webhooks.rules import (
+    SIGNATURE_HEADER,
+    DeliveryPolicy,
+    counted_outcome,
+    next_attempt,
+    sign,
+)
 from services.billing.webhooks.store import Attempt, Claimed
 from services.billing.webhooks.urls import Resolver, UnsafeWebhookUrl, Vetted, resolve, vet_url
 
@@ -184,6 +191,10 @@ class WebhookDeliverer:
             status = "pending" if next_at is not None else "failed"
         async with self._pool.acquire() as conn:
             await store.record_attempt(conn, attempt, status, next_at)
+        # Counted once recorded, so the metrics agree with the attempts the API lists.
+        metrics.webhook_attempts(counted_outcome(attempt.outcome, status)).inc()
+        if attempt.outcome != "refused":  # a refused URL got no request
+            metrics.WEBHOOK_ATTEMPT_SECONDS.observe(attempt.duration_ms / 1000)
         log.info(
             "webhook attempt",
             event_id=str(delivery.event_id),

@@ -99,3 +99,15 @@ def next_attempt(
     if now >= give_up_at:
         return None
     return min(now + timedelta(seconds=retry_delay(attempts, policy, rng)), give_up_at)
+
+
+def counted_outcome(attempt_outcome: str, delivery_status: str) -> str:
+    """An attempt's label in `billing_webhook_attempts_total`: one per recorded attempt.
+
+    The attempt after which billing stops trying without having delivered (past
+    the 24 hours, or no webhook URL any more) counts as `gave_up`, so the sum over
+    outcomes is the attempts and `gave_up` alone is the deliveries lost.
+    """
+    if attempt_outcome != "delivered" and delivery_status == "failed":
+        return "gave_up"
+    return attempt_outcome

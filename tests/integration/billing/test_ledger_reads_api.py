@@ -11,7 +11,11 @@ from uuid import UUID
 
 import pytest
 
-from tests.integration.billing.conftest import record, record_drafts_of_every_age
+from tests.integration.billing.conftest import (
+    ABANDONED_AFTER_HOURS,
+    record,
+    record_drafts_of_every_age,
+)
 from tests.support.auth import bearer
 from tests.support.events import generated, job_created
 from tests.support.paging import every_page
@@ -159,6 +163,31 @@ async def test_open_drafts_are_listed_oldest_first_and_filtered_by_abandoned(
     )
     assert (recent["drafts"]["count"], recent["drafts"]["abandoned"]) == (2, 1)
     assert recent["drafts"]["cost"] == "0.1200"
+
+
+async def test_a_draft_is_abandoned_once_older_than_the_age_by_the_apps_clock(
+    billing: Stack, company: UUID
+) -> None:
+    now = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
+    cutoff = now - timedelta(hours=ABANDONED_AFTER_HOURS)
+    await record(
+        billing,
+        generated(company, at=cutoff - timedelta(milliseconds=1), draft="just-older"),
+        generated(company, at=cutoff + timedelta(milliseconds=1), draft="just-younger"),
+    )
+    billing.apps["billing"].state.clock = lambda: now  # by the real clock both are old
+
+    everything = await billing.billing_json(company, "/api/billing/drafts")
+    assert {d["draftJobId"]: d["abandoned"] for d in everything["drafts"]} == {
+        "just-older": True,
+        "just-younger": False,
+    }
+    abandoned = await billing.billing_json(company, "/api/billing/drafts", abandoned="true")
+    assert [d["draftJobId"] for d in abandoned["drafts"]] == ["just-older"]
+    waiting = await billing.billing_json(company, "/api/billing/drafts", abandoned="false")
+    assert [d["draftJobId"] for d in waiting["drafts"]] == ["just-younger"]
+    summary = await billing.billing_json(company, "/api/billing/summary")
+    assert (summary["drafts"]["count"], summary["drafts"]["abandoned"]) == (2, 1)
 
 
 async def test_the_daily_series_has_one_entry_per_day_with_usage(

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from contracts.periods import period_of
 from services.billing.budgets import handlers as budgets
@@ -29,6 +30,23 @@ from tests.support.stack import Stack, start_billing
 from tests.support.waiting import eventually
 
 LOOPBACK = frozenset({"127.0.0.1"})
+OUTCOMES = ("delivered", "failed", "refused", "gave_up")
+
+
+def attempts_counted() -> dict[str, float]:
+    """`billing_webhook_attempts_total` by outcome, and the requests timed, as exposed now."""
+    counted = {
+        outcome: REGISTRY.get_sample_value("billing_webhook_attempts_total", {"outcome": outcome})
+        or 0.0
+        for outcome in OUTCOMES
+    }
+    counted["timed"] = REGISTRY.get_sample_value("billing_webhook_attempt_seconds_count") or 0.0
+    return counted
+
+
+def counted_since(before: dict[str, float]) -> dict[str, float]:
+    after = attempts_counted()
+    return {name: after[name] - before[name] for name in after if after[name] != before[name]}
 
 
 @pytest.fixture
@@ -70,6 +88,7 @@ async def test_thresholds_reach_the_receiver_signed_once_each_after_retries(
     assert response.status_code == 200, response.text
     secret = response.json()["webhookSecret"]
     period = period_of(datetime.now(UTC))
+    counted_before = attempts_counted()
 
     await record(stack, *(generated(company) for _ in range(5)))  # 0.5000: 50%
     await record(stack, *(generated(company) for _ in range(4)))  # 0.9000: nothing new
@@ -104,6 +123,14 @@ async def test_thresholds_reach_the_receiver_signed_once_each_after_retries(
     retried = [a for a in attempts if a["attempt"] > 1]
     assert retried, "the failed deliveries were retried"
     assert {a["eventId"] for a in attempts} == {b["eventId"] for b in by_threshold.values()}
+    # The operator sees the same: each failed attempt, each final delivery, each request timed
+    # (counted just after the attempt is written, hence a moment's wait).
+    expected = {"failed": receiver.fail_first, "delivered": 2, "timed": len(attempts)}
+
+    async def counted() -> dict[str, float]:
+        return counted_since(counted_before)
+
+    await eventually(counted, until=lambda got: got == expected, timeout=5)
 
     # Every page exactly full, the last one too: its nextCursor is null, every attempt once.
     for limit in (1, len(attempts)):
@@ -219,6 +246,7 @@ async def test_a_receiver_down_for_24_hours_ends_the_retries(
     worker = WebhookDeliverer(
         pool, allowed_hosts=LOOPBACK, policy=DeliveryPolicy(timeout_seconds=2), clock=clock
     )
+    counted_before = attempts_counted()
     try:
         while clock() <= started + timedelta(hours=25):
             await worker.deliver_due()
@@ -231,6 +259,12 @@ async def test_a_receiver_down_for_24_hours_ends_the_retries(
     assert attempts[-1]["status"] == "failed"
     assert attempts[-1]["attempted_at"] >= give_up_at
     assert attempts[-2]["attempted_at"] < give_up_at
+    # The last attempt, past the deadline, is counted as the delivery given up.
+    assert counted_since(counted_before) == {
+        "failed": len(attempts) - 1,
+        "gave_up": 1,
+        "timed": len(attempts),
+    }
 
 
 async def test_an_address_that_turns_internal_is_not_called(
@@ -252,6 +286,7 @@ async def test_an_address_that_turns_internal_is_not_called(
     resolved["hooks.example"] = ["127.0.0.1"]  # ... and loopback at delivery time
     worker = WebhookDeliverer(pool, allowed_hosts=frozenset(), clock=clock, resolver=resolver)
     clock.advance(seconds=1)  # the delivery was enqueued at the ledger's own "now"
+    counted_before = attempts_counted()
     try:
         assert await worker.deliver_due() == 1
     finally:
@@ -261,3 +296,4 @@ async def test_an_address_that_turns_internal_is_not_called(
     assert attempt["outcome"] == "refused"
     assert attempt["status"] == "pending"
     assert receiver.received == []
+    assert counted_since(counted_before) == {"refused": 1}  # no request, nothing timed

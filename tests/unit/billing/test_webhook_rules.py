@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from services.billing.webhooks.rules import (
     DeliveryPolicy,
+    counted_outcome,
     next_attempt,
     retry_delay,
     sign,
@@ -77,3 +78,11 @@ def test_retries_go_on_for_24_hours_then_stop() -> None:
     assert now == give_up_at  # the last attempt is made at the end of the 24 hours
     assert 20 < attempts < 60
     assert next_attempt(1, give_up_at + timedelta(seconds=1), give_up_at, policy, rng) is None
+
+
+def test_an_attempt_that_ends_a_delivery_undelivered_counts_as_given_up() -> None:
+    assert counted_outcome("delivered", "delivered") == "delivered"
+    assert counted_outcome("failed", "pending") == "failed"  # retried later
+    assert counted_outcome("refused", "pending") == "refused"
+    assert counted_outcome("failed", "failed") == "gave_up"  # past the 24 hours
+    assert counted_outcome("refused", "failed") == "gave_up"  # no webhook URL any more
