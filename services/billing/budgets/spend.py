@@ -1,22 +1,21 @@
-"""Step 7 of recording a batch: what follows from the periods' new totals.
+"""The budgets' effect of a recorded batch: what follows from the periods' new totals.
 
-In the batch's own transaction, after the rollups (step 5) hold each period's
-new total: every threshold a total has reached enqueues its webhook delivery
-(once per company, period and threshold, ever), and one `SpendRecorded` per
-(company, period) goes to billing's outbox for the question service.
+In the batch's own transaction, after the rollups hold each period's new total
+(`ledger/effects.py`): every threshold a total has reached enqueues its webhook
+delivery (once per company, period and threshold, ever), and one `SpendRecorded`
+per (company, period) goes to billing's outbox for the question service.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
-from uuid import UUID
 
 from contracts.events import SpendRecorded
 from services.billing.budgets import store
 from services.billing.budgets.rules import thresholds_reached
 from services.billing.budgets.store import PeriodSpend
+from services.billing.ledger.batch import RecordedBatch
 from services.billing.webhooks import store as webhooks
 from services.billing.webhooks.rules import DeliveryPolicy, threshold_body, threshold_event_id
 from services.servicekit import outbox
@@ -54,14 +53,11 @@ def spend_recorded(spend: PeriodSpend, now: datetime) -> SpendRecorded:
     )
 
 
-async def record_spend(
-    conn: Connection, billed: Iterable[tuple[UUID, str]], now: datetime
-) -> list[PeriodSpend]:
-    """`billed`: (company, period) of each usage row this batch inserted, after step 5."""
-    periods = sorted(set(billed))
+async def record_spend(conn: Connection, batch: RecordedBatch) -> None:
+    """For each (company, period) the batch's new usage rows were billed in."""
+    periods = sorted({(row.company_id, row.period) for row in batch.inserted})
     if not periods:
-        return []
+        return
     spends = await store.spent_after(conn, periods)
-    await webhooks.enqueue(conn, [d for spend in spends for d in deliveries_for(spend, now)])
-    await outbox.enqueue_many(conn, [spend_recorded(spend, now) for spend in spends])
-    return spends
+    await webhooks.enqueue(conn, [d for spend in spends for d in deliveries_for(spend, batch.now)])
+    await outbox.enqueue_many(conn, [spend_recorded(spend, batch.now) for spend in spends])

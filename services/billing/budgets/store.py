@@ -38,7 +38,7 @@ RETURNING monthly_limit, thresholds, webhook_url, revision, webhook_secret,
 SPENT = "SELECT cost FROM rollup_periods WHERE company_id = $1 AND period = $2"
 
 # The periods a batch billed, with their totals after it, and the companies' budgets.
-# Exact between concurrent batches: the batch's rollup update (step 5) holds each
+# Exact between concurrent batches: the batch's rollup update (an earlier effect) holds each
 # (company, period) row's lock until commit, so another batch's update of the same row
 # waits for this one, and its read here then sees this batch's total included.
 SPENT_AFTER = """

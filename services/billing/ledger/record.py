@@ -11,7 +11,7 @@ unacknowledged meanwhile. Any other failure splits the batch so that one bad
 event cannot hold the others back: each is committed alone, and only the
 failing one reports an error.
 
-Each generation is priced once, here (step 3), with its company's price version
+Each generation is priced once, here, with its company's price version
 in force at its occurredAt. A cost the ledger cannot hold at that price raises
 `CostOutOfRange`, a `PoisonMessage`: the consumer dead-letters it at once. The
 `default` pricing (the environment's, from `Settings`) is used only for an event
@@ -33,8 +33,9 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from contracts.events import JobCreated, QuestionsGenerated
-from services.billing.budgets.spend import record_spend
 from services.billing.ledger import store
+from services.billing.ledger.batch import BatchEffect, RecordedBatch
+from services.billing.ledger.effects import EFFECTS
 from services.billing.ledger.rules import (
     Entry,
     KnownJobs,
@@ -48,8 +49,6 @@ from services.billing.ledger.store import Attached, UsageRow
 from services.billing.metrics import BATCH_SIZE, TRANSIENT_RETRIES
 from services.billing.prices import book
 from services.billing.prices.rules import PriceVersion
-from services.billing.rollups import store as rollups
-from services.billing.rollups.rules import Amounts, Line
 from services.billing.statements import store as statements
 from services.billing.statements.rules import Billed
 from services.servicekit.db import Connection, is_transient
@@ -130,20 +129,28 @@ async def _commit(
 
 
 async def record_events(
-    conn: Connection, entries: Sequence[Entry], *, default: Pricing
+    conn: Connection,
+    entries: Sequence[Entry],
+    *,
+    default: Pricing,
+    effects: Sequence[BatchEffect] = EFFECTS,
 ) -> dict[UUID, Recorded]:
     """Apply a batch inside the caller's transaction; what each event did, by event id.
 
-    `default` prices only a generation the price book has no version for (see above).
+    The ledger's own work: lock, bill each generation in its period at the price in
+    force at its occurredAt, insert its row, move drafts onto their jobs. Then every
+    effect of the batch, in order (`effects.py`). `default` prices only a generation
+    the price book has no version for (see above).
     """
     unique = list({entry.event_id: entry for entry in entries}.values())
     generated = [entry for entry in unique if isinstance(entry, QuestionsGenerated)]
     jobs = [entry for entry in unique if isinstance(entry, JobCreated)]
+    now = datetime.now(UTC)
 
     await store.lock(conn, lock_keys([*generated, *jobs]))
-    # 2: each generation's billing period, late if its own was closed first; holds those
+    # Each generation's billing period, late if its own was closed first; holds those
     # periods against a close until this batch commits (see statements/store.py).
-    periods = await statements.bill_periods(conn, generated, datetime.now(UTC))
+    periods = await statements.bill_periods(conn, generated, now)
     await store.remember_jobs(conn, jobs)
     known = KnownJobs(
         await store.find_jobs(
@@ -152,25 +159,22 @@ async def record_events(
             drafts=[(event.company_id, ref) for event in generated for ref in references(event)],
         )
     )
-    prices = await book.prices_at(conn, generated)  # 3: by occurredAt, one query per batch
+    prices = await book.prices_at(conn, generated)  # by occurredAt, one query per batch
     rows = [
         usage_row(event, place(event, known), price, periods[event.event_id], default)
         for event, price in zip(generated, prices, strict=True)
     ]
     inserted = await store.insert_usage(conn, rows)
     attached = await store.attach_drafts(conn, jobs)
-    # Steps 5 and 6: the rollups of the rows inserted and of the drafts moved, written once
-    # after both, so every rollup row of the batch is locked in one order (rollup by
-    # rollup, keys sorted) and two batches can never deadlock on them.
-    await rollups.keep(
-        conn,
-        inserted=[rollup_line(row) for row in rows if row.event_id in inserted],
-        moved=[rollup_line(row) for row in attached],
-        reconciled=reconciled_drafts(jobs),
+
+    batch = RecordedBatch(
+        now=now,
+        inserted=[row for row in rows if row.event_id in inserted],
+        moved=attached,
+        jobs=jobs,
     )
-    # 7: thresholds the periods' new totals reached (webhooks), and their SpendRecorded events
-    billed = [(row.company_id, row.period) for row in rows if row.event_id in inserted]
-    await record_spend(conn, billed, datetime.now(UTC))
+    for effect in effects:
+        await effect(conn, batch)
 
     recorded: dict[UUID, Recorded] = {
         row.event_id: UsageRecorded(
@@ -216,33 +220,6 @@ def usage_row(
         period=str(billed.period),
         late=billed.late,
     )
-
-
-def rollup_line(row: UsageRow | Attached) -> Line:
-    """One usage row as the rollups count it: a moved row is on its job, no longer a draft."""
-    return Line(
-        row.company_id,
-        row.job_id,
-        row.draft_job_id if isinstance(row, UsageRow) else None,
-        row.created_at,
-        row.period,
-        row.late,
-        Amounts(
-            1,
-            row.question_count,
-            row.cost,
-            row.prompt_tokens,
-            row.completion_tokens,
-            row.total_tokens,
-        ),
-    )
-
-
-def reconciled_drafts(jobs: Sequence[JobCreated]) -> list[tuple[UUID, str]]:
-    """The draft keys a JobCreated empties: its job's id and its draft's id."""
-    keys = [(job.company_id, str(job.job_id)) for job in jobs]
-    keys += [(job.company_id, job.draft_job_id) for job in jobs if job.draft_job_id is not None]
-    return keys
 
 
 def reconciled(job: JobCreated, mine: list[Attached]) -> DraftsReconciled:

@@ -111,7 +111,7 @@ async def record_environment_price(pool: asyncpg.Pool, environment: Pricing) -> 
 async def prices_at(
     conn: Connection, generated: Sequence[QuestionsGenerated]
 ) -> list[PriceVersion | None]:
-    """Step 3 of a batch: the version in force at each generation's occurredAt, in order.
+    """For a batch: the version in force at each generation's occurredAt, in order.
 
     One query for the batch's price versions, after taking the companies' price
     locks shared (see `set_price`). None only before billing first started on this
