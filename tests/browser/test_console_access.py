@@ -75,6 +75,35 @@ async def test_the_token_leaves_the_address_bar_and_never_enters_a_url(
     assert watched.errors == []
 
 
+async def test_a_new_link_in_the_same_tab_shows_the_new_company_only(
+    console: Console, watched: Watched, company: UUID
+) -> None:
+    other = uuid.uuid4()
+    await record(console.stack, generated(company, questions=30), generated(other, questions=50))
+    await watched.page.goto(console.url(token(company)))
+    await watched.ready()
+    assert await watched.text("period-spend") == "0.3000"
+
+    # Only the fragment changes: the browser does not load the page again by itself.
+    other_jwt = token(other)
+    await watched.page.evaluate("jwt => { window.location.hash = 'token=' + jwt; }", other_jwt)
+    await watched.page.wait_for_function(
+        "id => document.getElementById('company').textContent.includes(id)"
+        " && document.body.getAttribute('data-ready') === 'true'",
+        arg=str(other),
+        timeout=15_000,
+    )
+
+    assert await watched.text("period-spend") == "0.5000"
+    assert "0.3000" not in await watched.page.inner_text("body")
+    assert str(company) not in await watched.page.inner_text("body")
+    assert await watched.page.evaluate("sessionStorage.getItem('billing.console.token')") == (
+        other_jwt
+    )
+    assert watched.page.url == f"{console.base_url}/billing"
+    assert watched.errors == []
+
+
 async def test_an_expired_token_shows_the_message_and_no_data(
     console: Console, watched: Watched, company: UUID
 ) -> None:

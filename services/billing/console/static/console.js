@@ -731,4 +731,24 @@
     }
   });
   document.addEventListener("DOMContentLoaded", () => start().catch(failed));
+
+  // A billing link opened in this tab while the page is open changes only the fragment, so
+  // the browser does not load the page again. Everything shown belongs to the old link's
+  // company: drop it at once (an answer still on its way for that company is dropped too,
+  // as `api` finds no token), keep the new link's token and start over from a fresh page.
+  window.addEventListener("hashchange", () => {
+    if (!new URLSearchParams(window.location.hash.slice(1)).has("token")) {
+      return;
+    }
+    session.token = null;
+    const board = byId("console");
+    if (board) {
+      board.hidden = true;
+      board.replaceChildren();
+    }
+    byId("company").textContent = "";
+    sessionStorage.removeItem(TOKEN_KEY); // an empty token signs out rather than keep the old
+    takeToken();
+    window.location.reload();
+  });
 })();
