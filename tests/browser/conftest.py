@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -105,6 +107,13 @@ async def console(dbs: ServiceDatabases, prefix: str) -> AsyncIterator[Console]:
             yield Console(stack, base_url)
 
 
+def browser_env() -> dict[str, str | float | bool]:
+    """The environment without a preloaded fake clock (faketime): Chromium does not start
+    under one. The page gets the tests' clock from Playwright instead (`watched`)."""
+    hidden = {"LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC"}
+    return {name: value for name, value in os.environ.items() if name not in hidden}
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM.is_file():  # noqa: ASYNC240 (a stat, once per test)
@@ -114,7 +123,7 @@ async def browser() -> AsyncIterator[Browser]:
         )
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, env=browser_env()
         )
         try:
             yield launched
@@ -150,8 +159,19 @@ class Watched:
 
 
 @pytest.fixture
-async def watched(browser: Browser) -> AsyncIterator[Watched]:
+def tests_clock() -> bool:
+    """Whether the page runs on the tests' clock; a module that times the page itself with
+    the browser's `performance` entries (which the fake clock replaces) says False."""
+    return True
+
+
+@pytest.fixture
+async def watched(browser: Browser, tests_clock: bool) -> AsyncIterator[Watched]:
     context = await browser.new_context(viewport=WIDE, accept_downloads=True)
+    if tests_clock:
+        # The page's clock starts at the tests' own and flows from there: the console and
+        # the test agree on today and this month, whatever clock the tests run with.
+        await context.clock.install(time=datetime.now(UTC))
     page = await context.new_page()
     seen = Watched(page)
 

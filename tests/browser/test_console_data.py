@@ -28,28 +28,39 @@ def month_start(moment: datetime, back: int = 0) -> datetime:
     return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC)
 
 
-async def busy_company(console: Console, company: UUID) -> dict[str, Any]:
+async def busy_company(console: Console, company: UUID, now: datetime) -> dict[str, Any]:
     """Usage on jobs this month and last, drafts waiting and abandoned, a budget, last month
-    closed, then usage arriving late for it and an adjustment."""
+    closed, then usage arriving late for it and an adjustment.
+
+    Every instant is placed from the start of a month, never from today's date: the jobs
+    spread over the first days of last month (every month has 28), this month's usage falls
+    between its first instant and now. So the same lines land in the same statements on the
+    1st, the 15th or the 31st, at noon or half an hour after midnight.
+    """
     stack = console.stack
-    now = datetime.now(UTC)
-    last_month = month_start(now, back=1)
+    this_month, last_month = month_start(now), month_start(now, back=1)
+    lately = max(this_month, now - timedelta(minutes=30))  # this month, and not abandoned
     jobs = [job_created(company) for _ in range(JOBS)]
     await record(stack, *jobs)
-    await record(
-        stack,
+    usage = [
         *(
             generated(
-                company, job_id=job.job_id, questions=index + 1, at=now - timedelta(days=index)
+                company,
+                job_id=job.job_id,
+                questions=index + 1,
+                at=last_month + timedelta(days=index, hours=12),
             )
             for index, job in enumerate(jobs)
         ),
         generated(company, job_id=jobs[0].job_id, questions=40, at=last_month + timedelta(days=14)),
         generated(company, job_id=jobs[1].job_id, questions=7, at=last_month + timedelta(days=3)),
-        generated(company, draft="draft-waiting", questions=5, at=now - timedelta(minutes=30)),
-        generated(company, draft="draft-forgotten", questions=9, at=now - timedelta(days=3)),
-        generated(uuid.uuid4(), questions=50),  # another company's: counts nowhere here
-    )
+        generated(company, job_id=jobs[3].job_id, questions=4, at=lately),
+        generated(company, draft="draft-waiting", questions=5, at=lately),
+        generated(
+            company, draft="draft-forgotten", questions=9, at=last_month + timedelta(days=25)
+        ),
+    ]
+    await record(stack, *usage, generated(uuid.uuid4(), questions=50))  # another company's
 
     admin = bearer(company, roles=["billing:admin"])
     operator = bearer(uuid.uuid4(), roles=["platform:admin"], user="operator@example.com")
@@ -74,7 +85,7 @@ async def busy_company(console: Console, company: UUID) -> dict[str, Any]:
         headers=operator,
     )
     assert response.status_code == 201, response.text
-    return {"last_month": period, "this_month": now.strftime("%Y-%m")}
+    return {"last_month": period, "this_month": now.strftime("%Y-%m"), "rows": len(usage) + 1}
 
 
 async def cells(watched: Watched, selector: str) -> list[str]:
@@ -89,13 +100,18 @@ async def statement_shown(watched: Watched, period: str) -> None:
 async def test_every_part_holds_what_the_api_says(
     console: Console, watched: Watched, company: UUID
 ) -> None:
-    months = await busy_company(console, company)
+    months = await busy_company(console, company, datetime.now(UTC))
     summary = await console.api(company, "/api/billing/summary", limit=PAGE_SIZE)
     budget = await console.api(company, "/api/billing/budget")
     waiting = await console.api(company, "/api/billing/drafts", abandoned="false", limit=PAGE_SIZE)
     abandoned = await console.api(company, "/api/billing/drafts", abandoned="true", limit=PAGE_SIZE)
-    closed = await console.api(company, f"/api/billing/statements/{months['last_month']}")
-    current = await console.api(company, f"/api/billing/statements/{months['this_month']}")
+    # The statements as the console asks for them: a page of its size.
+    closed = await console.api(
+        company, f"/api/billing/statements/{months['last_month']}", limit=PAGE_SIZE
+    )
+    current = await console.api(
+        company, f"/api/billing/statements/{months['this_month']}", limit=PAGE_SIZE
+    )
     jwt = token(company)
 
     await watched.page.goto(console.url(jwt))
@@ -161,9 +177,21 @@ async def test_every_part_holds_what_the_api_says(
     assert (await watched.text("statement-status")).startswith("Closed")
     assert await watched.text("statement-usage") == closed["totals"]["cost"]
     assert await watched.text("statement-total") == closed["total"]
-    assert await cells(watched, "[data-testid=statement-lines] td.id") == [
-        line["jobId"] for line in closed["lines"]
-    ]
+    lines = "[data-testid=statement-lines] td.id"
+    assert await cells(watched, lines) == [line["jobId"] for line in closed["lines"]]
+    assert len(closed["lines"]) == PAGE_SIZE
+    assert closed["nextCursor"]
+    rest = await console.api(
+        company,
+        f"/api/billing/statements/{months['last_month']}",
+        limit=PAGE_SIZE,
+        cursor=closed["nextCursor"],
+    )
+    await watched.page.locator("#statement-pager button", has_text="Next").click()
+    await watched.page.wait_for_selector("#statement-pager span:text('Page 2')")
+    assert await cells(watched, lines) == [line["jobId"] for line in rest["lines"]]
+    assert len(rest["lines"]) == JOBS - PAGE_SIZE
+    assert rest["nextCursor"] is None
 
     # Another month picked: this one, open, with the late usage and the adjustment.
     await picker.select_option(months["this_month"])
@@ -192,7 +220,7 @@ async def test_every_part_holds_what_the_api_says(
     assert expected.status_code == 200
     assert body == expected.text
     rows = list(csv.DictReader(io.StringIO(body)))
-    assert len(rows) == len(await console.stack.usage(company)) == JOBS + 5
+    assert len(rows) == len(await console.stack.usage(company)) == months["rows"]
     assert download.suggested_filename.startswith("usage-")
 
     for url in watched.requests:

@@ -54,6 +54,11 @@ FROM (
 """
 
 
+@pytest.fixture
+def tests_clock() -> bool:
+    return False  # the page is timed by the browser's own performance entries
+
+
 async def load_ledger(dsn: str, company: UUID, rows: int) -> None:
     drafts = rows // 50
     conn = await asyncpg.connect(dsn)
