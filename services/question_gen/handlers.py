@@ -128,9 +128,10 @@ class QuestionGenerator:
         reservation: Reservation | None,
     ) -> GenerateQuestionsResponse:
         event = generation_event(company_id, request, answer)
-        # Under a budget the row settles its reservation: it carries the reservation and
-        # the generation's cost, written with the row and its event in one statement.
-        settles = await self.budget.settlement(conn, reservation, event) if reservation else None
+        # Every row carries its cost, counted in its period whether or not the company has a
+        # limit; under a limit it also settles its reservation. Written with the row and its
+        # event in one statement (`HoldLost`, nothing written, if the reservation is gone).
+        settles = await self.budget.settlement(conn, reservation, event)
         await store.record_generation(
             conn, event, correlation_id=current_correlation_id(), settles=settles
         )
