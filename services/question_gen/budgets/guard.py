@@ -94,6 +94,7 @@ class BudgetGuard:
         self._waiting: list[tuple[Reservation, asyncio.Future[Outcome]]] = []
         self._batches: asyncio.Task[None] | None = None
         self._periods: set[tuple[UUID, str]] = set()  # (company, period) rows made
+        self._releasing: set[asyncio.Task[None]] = set()  # reservations given back late
 
     # -- the request path ------------------------------------------------------------------
 
@@ -163,7 +164,22 @@ class BudgetGuard:
         self._waiting.append((reservation, decided))
         if self._batches is None or self._batches.done():
             self._batches = asyncio.create_task(self._reserve_batches(), name="budget-batches")
-        return await decided
+        try:
+            return await asyncio.shield(decided)
+        except asyncio.CancelledError:
+            # The request gave up (its deadline). Undecided: the batch gives it back when
+            # decided. Decided already, but too late for the request: give it back here.
+            if not decided.done():
+                decided.cancel()
+            elif (
+                not decided.cancelled()
+                and decided.exception() is None
+                and decided.result() is Outcome.RESERVED
+            ):
+                releasing = asyncio.create_task(self.release(reservation))
+                self._releasing.add(releasing)
+                releasing.add_done_callback(self._releasing.discard)
+            raise
 
     async def _reserve_batches(self) -> None:
         while self._waiting:
