@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from contracts.events import FOUR_PLACES
-from services.question_gen.budgets.rules import BudgetExceeded
+from services.question_gen.budgets.rules import BudgetExceeded, HoldLost
 from services.question_gen.generation import MalformedAnswer
-from services.question_gen.handlers import QuestionGenerator
+from services.question_gen.handlers import GenerationNotStarted, QuestionGenerator
 from services.question_gen.llm import LlmCredentialsRefused, LlmTimeout, LlmUnavailable
 from services.question_gen.schemas import GenerateQuestionsRequest, GenerateQuestionsResponse
 from services.servicekit.auth import AUTHENTICATED, CurrentPrincipal, ensure_company
@@ -51,6 +51,17 @@ ERRORS: ErrorMap = {
         headers=lambda exc: {"Retry-After": str(exc.retry_after)},
     ),
     LlmTimeout: ProblemOf[LlmTimeout](504, "the LLM timed out; nothing billed", detail=_not_billed),
+    GenerationNotStarted: ProblemOf[GenerationNotStarted](
+        503,
+        "the service is too busy to start this generation; nothing billed",
+        headers=lambda exc: {"Retry-After": "1"},
+    ),
+    HoldLost: ProblemOf[HoldLost](
+        503,
+        "the request outlived its budget reservation; nothing billed",
+        detail=_not_billed,
+        headers=lambda exc: {"Retry-After": "1"},
+    ),
 }
 
 

@@ -36,6 +36,14 @@ class Settings(PublisherSettings):
     idempotency_wait_seconds: float = Field(
         default=35.0, gt=0, description="How long a retry waits for the first request to finish."
     )
+    wait_before_llm_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=20,
+        description="The most a request waits, once it owns its Idempotency-Key, for a "
+        "database connection and its budget reservation before the LLM call: then 503, "
+        "nothing billed.",
+    )
     budget_hold_seconds: float | None = Field(
         default=None,
         gt=0,
@@ -57,6 +65,15 @@ class Settings(PublisherSettings):
     @property
     def budget_hold(self) -> float:
         return self.budget_hold_seconds or self.llm_timeout_seconds + 30
+
+    @property
+    def claim_stale_seconds(self) -> float:
+        """When an unfinished Idempotency-Key claim is taken to be a dead request's.
+
+        Past the waits before the LLM and the LLM call itself, with 10 s or more to write
+        the answer (`wait_before_llm_seconds` is at most 20).
+        """
+        return self.llm_timeout_seconds + 30
 
     @property
     def uses_openai(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,20 @@ from services.servicekit.idempotency import Idempotent
 from services.servicekit.logs import current_correlation_id
 
 log = structlog.get_logger(__name__)
+
+
+class GenerationNotStarted(Exception):
+    """The request could not reserve its budget (or get a connection) before its deadline.
+
+    The LLM was not called and nothing was billed; a retry may find the service less busy.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"no database connection or budget reservation within {seconds:g} s; "
+            "the LLM was not called and nothing was billed"
+        )
+        self.seconds = seconds
 
 
 def generation_event(
@@ -76,9 +91,11 @@ class QuestionGenerator:
             self.pool,
             GenerateQuestionsResponse,
             wait_seconds=self.settings.idempotency_wait_seconds,
-            # A claim older than the longest an LLM call can take (its deadline covers its
-            # retries) belongs to a dead request.
-            stale_after_seconds=self.settings.llm_timeout_seconds + 30,
+            # A claim older than the longest a request can take before its answer is
+            # written (its waits before the LLM, then the LLM call, whose deadline covers
+            # its retries) belongs to a dead request. Should a live one be taken over all
+            # the same, its own write rolls back (`ClaimLost`) and it answers the other's.
+            stale_after_seconds=self.settings.claim_stale_seconds,
         )
 
     async def generate(
@@ -88,12 +105,16 @@ class QuestionGenerator:
 
         Within the company's budget: its worst case is reserved before the LLM is
         called (`BudgetExceeded` if it does not fit), and settled with the generation.
+        Everything it waits for before the LLM call (a connection, its reservation)
+        has until its deadline, `wait_before_llm_seconds` from when it owns its key:
+        then `GenerationNotStarted`.
         """
 
         held: list[Reservation] = []
+        recorded: list[UUID] = []
 
         async def ask() -> tuple[Answer, Reservation | None]:
-            reservation = await self.budget.reserve(company_id, request.number_of_questions)
+            reservation = await self._reserve(company_id, request)
             if reservation is not None:
                 held.append(reservation)
             return await self._ask(request), reservation
@@ -102,16 +123,36 @@ class QuestionGenerator:
             conn: Connection, asked: tuple[Answer, Reservation | None]
         ) -> GenerateQuestionsResponse:
             answer, reservation = asked
-            return await self._record(conn, company_id, request, answer, reservation)
+            response = await self._record(conn, company_id, request, answer, reservation)
+            recorded.append(response.generation_id)
+            return response
 
         try:
-            return await self._replay.run_slow(company_id, idempotency_key, request, ask, record)
+            response = await self._replay.run_slow(
+                company_id, idempotency_key, request, ask, record
+            )
         except BaseException:
             # Nothing was recorded: the reservation goes back (once the request's own
             # connection is back in the pool: a second one is never awaited while holding it).
             for reservation in held:
                 await self.budget.release(reservation)
             raise
+        if held and (not recorded or recorded[-1] != response.generation_id):
+            # The answer is another request's with this key (it took ours over): what this
+            # one recorded rolled back, and its reservation settled nothing.
+            for reservation in held:
+                await self.budget.release(reservation)
+        return response
+
+    async def _reserve(
+        self, company_id: UUID, request: GenerateQuestionsRequest
+    ) -> Reservation | None:
+        wait = self.settings.wait_before_llm_seconds
+        try:
+            async with asyncio.timeout(wait):
+                return await self.budget.reserve(company_id, request.number_of_questions)
+        except TimeoutError as exc:
+            raise GenerationNotStarted(wait) from exc
 
     async def _ask(self, request: GenerateQuestionsRequest) -> Answer:
         with observe_llm_call(self.writer.model) as call:
@@ -128,9 +169,10 @@ class QuestionGenerator:
         reservation: Reservation | None,
     ) -> GenerateQuestionsResponse:
         event = generation_event(company_id, request, answer)
-        # Under a budget the row settles its reservation: it carries the reservation and
-        # the generation's cost, written with the row and its event in one statement.
-        settles = await self.budget.settlement(conn, reservation, event) if reservation else None
+        # Every row carries its cost, counted in its period whether or not the company has a
+        # limit; under a limit it also settles its reservation. Written with the row and its
+        # event in one statement (`HoldLost`, nothing written, if the reservation is gone).
+        settles = await self.budget.settlement(conn, reservation, event)
         await store.record_generation(
             conn, event, correlation_id=current_correlation_id(), settles=settles
         )

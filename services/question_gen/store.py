@@ -1,19 +1,38 @@
-"""Every SQL statement of the question service. Functions take a connection and never commit."""
+"""Every SQL statement of the service. Functions take a connection and never commit."""
 
 from __future__ import annotations
 
 from contracts.events import QuestionsGenerated
-from services.question_gen.budgets.rules import Settlement
+from services.question_gen.budgets.rules import HoldLost, Settlement
 from services.servicekit import outbox
 from services.servicekit.db import Connection
 
-# Remember a generation (its id is the event's id); written with its event. Under a
-# budget it also settles its reservation (`budgets/`): the reservation and the cost.
+# What the generation row needs first (`budgets/`): under a limit, its reservation is
+# marked settled, under the reservation's row lock and only if it is still there (an
+# expiry or a release takes only an unsettled one); then, for every generation, with or
+# without a limit, its cost is added to its period's unfolded spends, counted from this
+# commit on. A reservation gone (the request outlived its hold): nothing at all is written.
+RECORD_GENERATION_AHEAD = """
+settles AS (
+    UPDATE budget_reservations SET settled = true WHERE id = $11 RETURNING id
+),
+recordable AS (
+    SELECT WHERE $11::uuid IS NULL OR EXISTS (SELECT FROM settles)
+),
+spent AS (
+    INSERT INTO budget_spends (generation_id, company_id, period, cost, reservation_id)
+    SELECT $1, $2, $13, $12, $11 FROM recordable
+)
+"""
+
+# Remember a generation (its id is the event's id); written with its event, its spend and
+# the settling of its reservation, in one statement.
 RECORD_GENERATION = """
 INSERT INTO generations (
     id, company_id, job_id, draft_job_id, question_count,
     prompt_tokens, completion_tokens, total_tokens, model, created_at, reservation_id, cost
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM recordable
 RETURNING id
 """
 
@@ -23,9 +42,12 @@ async def record_generation(
     event: QuestionsGenerated,
     *,
     correlation_id: str | None,
-    settles: Settlement | None = None,
+    settles: Settlement,
 ) -> None:
-    """The generation row and its QuestionsGenerated event: one round trip, atomic."""
+    """The generation row, its spend and its QuestionsGenerated event: one round trip, atomic.
+
+    `HoldLost` when its reservation is gone: nothing is written.
+    """
     arguments = (
         event.event_id,
         event.company_id,
@@ -37,9 +59,17 @@ async def record_generation(
         event.total_tokens,
         event.model,
         event.occurred_at,
-        settles.reservation_id if settles else None,
-        settles.cost if settles else None,
+        settles.reservation_id,
+        settles.cost,
+        settles.period,
     )
-    await outbox.write_with_event(
-        conn, RECORD_GENERATION, arguments, event, correlation_id=correlation_id
+    written = await outbox.write_with_event(
+        conn,
+        RECORD_GENERATION,
+        arguments,
+        event,
+        correlation_id=correlation_id,
+        ahead=RECORD_GENERATION_AHEAD,
     )
+    if written is None:
+        raise HoldLost(event.company_id, settles.period)

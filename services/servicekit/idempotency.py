@@ -8,6 +8,13 @@ slow part runs outside any transaction, and `complete` stores the answer with
 the work's own rows; a concurrent request sees the claim as in progress and
 waits for the answer (`await_outcome`). A failure releases the claim, so a
 retry does the work.
+
+A claim older than `stale_after_seconds` is taken to be a dead request's, and a
+retry takes it over. Its first owner may yet be alive, only slow: each claim
+carries an owner token, and only the holder of the current token stores the
+answer (`complete`, in the work's transaction) or releases the key. The other
+one's `complete` raises `ClaimLost`: its work rolls back with it, and its answer
+is the one stored under the key.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -37,17 +45,19 @@ MIGRATIONS = MigrationSet("idempotency", Path(__file__).parent / "migrations" / 
 
 MAX_KEY_LENGTH = 200
 
-# Take the key if nobody has; returns a row only when this request now owns it.
+# Take the key if nobody has, with this request's owner token; returns a row only when
+# this request now owns it.
 CLAIM = """
-INSERT INTO idempotency_keys (company_id, key, request_hash)
-VALUES ($1, $2, $3)
+INSERT INTO idempotency_keys (company_id, key, request_hash, owner)
+VALUES ($1, $2, $3, $4)
 ON CONFLICT (company_id, key) DO NOTHING
 RETURNING key
 """
 
-# Take over a claim whose owner died before finishing.
+# Take over a claim whose owner seems dead (it is old), with a new owner token: the old
+# owner, if it was only slow, can then neither complete nor release it.
 TAKE_OVER_STALE = """
-UPDATE idempotency_keys SET claimed_at = now(), request_hash = $3
+UPDATE idempotency_keys SET claimed_at = now(), request_hash = $3, owner = $5
 WHERE company_id = $1 AND key = $2 AND status_code IS NULL
   AND claimed_at < now() - make_interval(secs => $4)
 RETURNING key
@@ -59,14 +69,20 @@ SELECT request_hash, status_code, response FROM idempotency_keys
 WHERE company_id = $1 AND key = $2
 """
 
-# Store the answer, in the transaction of the work it answers for.
+# Store the answer, in the transaction of the work it answers for, if this request still
+# owns the claim (a takeover in progress holds the row: its new owner is read once it is
+# free); no row: the claim was taken over.
 COMPLETE = """
 UPDATE idempotency_keys SET status_code = $3, response = $4, completed_at = now()
-WHERE company_id = $1 AND key = $2
+WHERE company_id = $1 AND key = $2 AND owner = $5 AND status_code IS NULL
+RETURNING key
 """
 
-# Give the key back after a failure, so that a retry does the work.
-RELEASE = "DELETE FROM idempotency_keys WHERE company_id = $1 AND key = $2 AND status_code IS NULL"
+# Give the key back after a failure, so that a retry does the work; only by its owner.
+RELEASE = """
+DELETE FROM idempotency_keys
+WHERE company_id = $1 AND key = $2 AND owner = $3 AND status_code IS NULL
+"""
 
 
 class ClaimState(Enum):
@@ -80,6 +96,16 @@ class Claim:
     state: ClaimState
     status_code: int = 0
     response: Any = None
+    owner: UUID | None = None  # the token of an OWNED claim
+
+
+class ClaimLost(Exception):
+    """The claim was taken over by a retry (ours looked dead): our work must roll back."""
+
+    def __init__(self, company_id: UUID, key: str) -> None:
+        super().__init__(f"the claim of Idempotency-Key {key!r} was taken over by a retry")
+        self.company_id = company_id
+        self.key = key
 
 
 def request_fingerprint(payload: Any) -> str:
@@ -105,8 +131,9 @@ async def claim(
     *,
     stale_after_seconds: float = 300.0,
 ) -> Claim:
-    if await conn.fetchval(CLAIM, company_id, key, fingerprint) is not None:
-        return Claim(ClaimState.OWNED)
+    owner = uuid.uuid4()
+    if await conn.fetchval(CLAIM, company_id, key, fingerprint, owner) is not None:
+        return Claim(ClaimState.OWNED, owner=owner)
     row = await conn.fetchrow(LOOK_UP, company_id, key)
     if row is None:  # released between our insert and our look: try once more
         return await claim(
@@ -120,18 +147,33 @@ async def claim(
         )
     if row["status_code"] is not None:
         return Claim(ClaimState.REPLAY, row["status_code"], row["response"])
-    taken = await conn.fetchval(TAKE_OVER_STALE, company_id, key, fingerprint, stale_after_seconds)
-    return Claim(ClaimState.OWNED if taken is not None else ClaimState.IN_PROGRESS)
+    taken = await conn.fetchval(
+        TAKE_OVER_STALE, company_id, key, fingerprint, stale_after_seconds, owner
+    )
+    if taken is None:
+        return Claim(ClaimState.IN_PROGRESS)
+    log.warning("stale idempotency claim taken over", key=key, company_id=str(company_id))
+    return Claim(ClaimState.OWNED, owner=owner)
 
 
 async def complete(
-    conn: Connection, company_id: UUID, key: str, status_code: int, response: Any
+    conn: Connection,
+    company_id: UUID,
+    key: str,
+    owner: UUID,
+    status_code: int,
+    response: Any,
 ) -> None:
-    await conn.execute(COMPLETE, company_id, key, status_code, response)
+    """Store the answer under the key; `ClaimLost` if `owner` no longer holds the claim.
+
+    Raised inside the work's transaction, it rolls the work back with it.
+    """
+    if await conn.fetchval(COMPLETE, company_id, key, status_code, response, owner) is None:
+        raise ClaimLost(company_id, key)
 
 
-async def release(conn: Connection, company_id: UUID, key: str) -> None:
-    await conn.execute(RELEASE, company_id, key)
+async def release(conn: Connection, company_id: UUID, key: str, owner: UUID) -> None:
+    await conn.execute(RELEASE, company_id, key, owner)
 
 
 async def await_outcome(
@@ -144,10 +186,14 @@ async def await_outcome(
     stale_after_seconds: float,
     poll_interval: float = 0.05,
 ) -> Claim:
-    """Claim the key, waiting while another request holds it; 409 if it never finishes."""
+    """Claim the key, waiting while another request holds it; 409 if it never finishes.
+
+    Every wait is bounded by `timeout`, a connection of the pool included.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        async with pool.acquire() as conn:
+        # A pool that lends no connection in time: asyncio's TimeoutError (a 503).
+        async with pool.acquire(timeout=max(deadline - time.monotonic(), 0.001)) as conn:
             outcome = await claim(
                 conn, company_id, key, fingerprint, stale_after_seconds=stale_after_seconds
             )
@@ -175,6 +221,11 @@ class Idempotent(Generic[Answer]):
     its own transaction), as it also runs when the request carries no key. With a
     key it runs in the transaction that stores its answer. A domain error it
     raises rolls the effect back and leaves the key free.
+
+    `run` and `run_slow` cover the usual shapes; a route with its own (a stream)
+    uses the steps: `claim`, then `complete` in the work's transaction (it raises
+    `ClaimLost` when a retry took the claim over: roll back, then `claim` again for
+    the answer stored), or `release` after a failure.
     """
 
     pool: asyncpg.Pool
@@ -199,11 +250,11 @@ class Idempotent(Generic[Answer]):
             # A concurrent request with this key waits here until ours commits.
             outcome = await claim(conn, company_id, validate_key(key), fingerprint)
             if outcome.state is ClaimState.REPLAY:
-                return self.answer.model_validate(outcome.response)
+                return self.replayed(outcome)
             if outcome.state is ClaimState.IN_PROGRESS:
                 raise Problem(409, "a request with this Idempotency-Key is still in progress")
             answer = await write(conn)
-            await self._complete(conn, company_id, key, answer)
+            await self.complete(conn, company_id, key, outcome, answer)
         return answer
 
     async def run_slow(
@@ -214,12 +265,41 @@ class Idempotent(Generic[Answer]):
         prepare: Callable[[], Awaitable[Prepared]],
         write: Callable[[Connection, Prepared], Awaitable[Answer]],
     ) -> Answer:
-        """Slow work: `prepare` outside any transaction, then `write` with the answer."""
+        """Slow work: `prepare` outside any transaction, then `write` with the answer.
+
+        When a retry took the claim over meanwhile, our `write` rolls back and the
+        answer is the retry's (or, if the retry failed and gave the key back, ours is
+        written after all).
+        """
         if key is None:
             prepared = await prepare()
             async with self.pool.acquire() as conn:
                 return await write(conn, prepared)
-        outcome = await await_outcome(
+        outcome = await self.claim(company_id, key, request)
+        if outcome.state is ClaimState.REPLAY:
+            return self.replayed(outcome)
+        try:
+            prepared = await prepare()
+            while True:
+                try:
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        answer = await write(conn, prepared)
+                        await self.complete(conn, company_id, key, outcome, answer)
+                    return answer
+                except ClaimLost:
+                    outcome = await self.claim(company_id, key, request)
+                    if outcome.state is ClaimState.REPLAY:
+                        return self.replayed(outcome)
+        except BaseException:
+            await self.release(company_id, key, outcome)
+            raise
+
+    async def claim(self, company_id: UUID, key: str, request: BaseModel) -> Claim:
+        """The key's claim for this request: OWNED (with its token) or REPLAY.
+
+        Waits up to `wait_seconds` while another request holds it: then 409.
+        """
+        return await await_outcome(
             self.pool,
             company_id,
             validate_key(key),
@@ -227,26 +307,26 @@ class Idempotent(Generic[Answer]):
             timeout=self.wait_seconds,
             stale_after_seconds=self.stale_after_seconds,
         )
-        if outcome.state is ClaimState.REPLAY:
-            return self.answer.model_validate(outcome.response)
-        try:
-            prepared = await prepare()
-            async with self.pool.acquire() as conn, conn.transaction():
-                answer = await write(conn, prepared)
-                await self._complete(conn, company_id, key, answer)
-        except BaseException:
-            await self._release(company_id, key)
-            raise
-        return answer
 
-    async def _complete(self, conn: Connection, company_id: UUID, key: str, answer: Answer) -> None:
+    def replayed(self, outcome: Claim) -> Answer:
+        return self.answer.model_validate(outcome.response)
+
+    async def complete(
+        self, conn: Connection, company_id: UUID, key: str, outcome: Claim, answer: Answer
+    ) -> None:
+        """Store `answer` in the work's transaction; `ClaimLost` if the claim was taken over."""
+        if outcome.owner is None:
+            raise ValueError("only an owned claim is completed")
         body = answer.model_dump(mode="json", by_alias=True)
-        await complete(conn, company_id, key, self.status_code, body)
+        await complete(conn, company_id, key, outcome.owner, self.status_code, body)
 
-    async def _release(self, company_id: UUID, key: str) -> None:
+    async def release(self, company_id: UUID, key: str, outcome: Claim) -> None:
+        """Give the key back after a failure; nothing if the claim is no longer ours."""
+        if outcome.owner is None:
+            return
         try:
             async with self.pool.acquire() as conn:
-                await release(conn, company_id, key)
+                await release(conn, company_id, key, outcome.owner)
         except Exception:
             # The request's own error matters more; the claim goes stale and is taken over.
             log.warning("idempotency key not released", exc_info=True)

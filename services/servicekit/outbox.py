@@ -54,8 +54,10 @@ SELECT pg_notify('outbox', '') FROM added
 # The business row and its event in one statement, so one round trip and atomic without
 # an explicit transaction. `written` is the caller's data-modifying statement with its own
 # parameters; the event's four follow them. The event is added only if it returned a row.
+# `ahead`: the caller's other statements, as named WITH items `written` may read (a data-
+# modifying statement may only stand at the top level, never inside `written`).
 WITH_EVENT = """
-WITH written AS ({written}),
+WITH {ahead}written AS ({written}),
 added AS (
     INSERT INTO outbox (event_id, routing_key, payload, correlation_id)
     SELECT ${e1}::uuid, ${e2}::text, ${e3}::jsonb, ${e4}::text FROM written
@@ -134,14 +136,16 @@ async def write_with_event(
     event: Event,
     *,
     correlation_id: str | None = None,
+    ahead: str = "",
 ) -> asyncpg.Record | None:
     """Run `written` with `arguments` ($1 to $n) and add `event` if it returned a row.
 
     One statement: the row and its event are written together or not at all. The
-    row `written` returned is returned (with `events_added`), or None.
+    row `written` returned is returned (with `events_added`), or None. `ahead` holds
+    WITH items (`name AS (...), ...`) run in the same statement, with the same arguments.
     """
     row: asyncpg.Record | None = await conn.fetchrow(
-        _composed(written, len(arguments)),
+        _composed(written, len(arguments), ahead),
         *arguments,
         event.event_id,
         event.routing_key,
@@ -152,14 +156,21 @@ async def write_with_event(
 
 
 @functools.lru_cache(maxsize=64)
-def _composed(written: str, count: int) -> str:
-    used = {int(number) for number in PARAMETER.findall(written)}
+def _composed(written: str, count: int, ahead: str = "") -> str:
+    used = {int(number) for number in PARAMETER.findall(ahead + written)}
     if used != set(range(1, count + 1)):
         raise ValueError(
             f"the statement uses parameters {sorted(used)} but {count} arguments were given"
         )
     first = count + 1
-    return WITH_EVENT.format(written=written, e1=first, e2=first + 1, e3=first + 2, e4=first + 3)
+    return WITH_EVENT.format(
+        ahead=f"{ahead.strip()},\n" if ahead.strip() else "",
+        written=written,
+        e1=first,
+        e2=first + 1,
+        e3=first + 2,
+        e4=first + 3,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
 """The budget guard on the request path: reserve before the LLM call, settle or release after.
 
+Every generation counts in its period, limit or not: its row carries its cost
+(`settlement`), counted from its commit on (see `store`). Under a limit it also
+settles the reservation its request holds.
+
 What a company may spend comes from billing's events (`consume.py`), kept in this
 service's own database; the guard never calls billing. Per process it remembers
 each company's terms (has it a limit, its prices) for `refresh_seconds`, so a
@@ -90,6 +94,7 @@ class BudgetGuard:
         self._waiting: list[tuple[Reservation, asyncio.Future[Outcome]]] = []
         self._batches: asyncio.Task[None] | None = None
         self._periods: set[tuple[UUID, str]] = set()  # (company, period) rows made
+        self._releasing: set[asyncio.Task[None]] = set()  # reservations given back late
 
     # -- the request path ------------------------------------------------------------------
 
@@ -122,21 +127,29 @@ class BudgetGuard:
         return reservation
 
     async def settlement(
-        self, conn: Connection, reservation: Reservation, event: QuestionsGenerated
+        self, conn: Connection, reservation: Reservation | None, event: QuestionsGenerated
     ) -> Settlement:
-        """What the generation row carries to settle its reservation.
+        """What every generation row carries: its cost, and the reservation it settles.
 
         Its cost as billing will bill it: the questions delivered at the price in force
-        at the generation's occurredAt (counted in that instant's period by the fold).
+        at the generation's occurredAt, counted in that instant's period. Asked of every
+        generation, with a reservation or without (its company had no limit), so that
+        what a company spent before it had a limit counts against the limit it then has.
         """
         # Read on the caller's connection: waiting for another one while holding this one
         # could leave every connection of the pool waiting.
         terms = self._fresh(event.company_id) or await self._load(event.company_id, conn)
         cost = cost_at(terms, event.company_id, event.occurred_at, event.question_count)
-        return Settlement(reservation.id, cost)
+        return Settlement(
+            reservation.id if reservation else None, cost, period_of(event.occurred_at)
+        )
 
     async def release(self, reservation: Reservation) -> None:
-        """The generation failed: give the reservation back (else it expires)."""
+        """The generation failed: give the reservation back (else it expires).
+
+        Safe whatever happened: a reservation whose generation was recorded after all
+        (its reply was lost) is kept until the fold that counts the generation.
+        """
         try:
             async with self._pool.acquire() as conn:
                 await store.release(conn, reservation.id)
@@ -151,7 +164,22 @@ class BudgetGuard:
         self._waiting.append((reservation, decided))
         if self._batches is None or self._batches.done():
             self._batches = asyncio.create_task(self._reserve_batches(), name="budget-batches")
-        return await decided
+        try:
+            return await asyncio.shield(decided)
+        except asyncio.CancelledError:
+            # The request gave up (its deadline). Undecided: the batch gives it back when
+            # decided. Decided already, but too late for the request: give it back here.
+            if not decided.done():
+                decided.cancel()
+            elif (
+                not decided.cancelled()
+                and decided.exception() is None
+                and decided.result() is Outcome.RESERVED
+            ):
+                releasing = asyncio.create_task(self.release(reservation))
+                self._releasing.add(releasing)
+                releasing.add_done_callback(self._releasing.discard)
+            raise
 
     async def _reserve_batches(self) -> None:
         while self._waiting:

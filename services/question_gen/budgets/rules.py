@@ -25,6 +25,16 @@ FALLBACK_PRICE_PER_10_QUESTIONS = Decimal("0.10")
 FALLBACK_PROFIT_MARGIN_PERCENT = Decimal("0")
 
 
+def period_spent(settled: Decimal, unfolded: Decimal, billed: Decimal) -> Decimal:
+    """What a period has spent, as a reservation counts it (`store.RESERVE` says it in SQL).
+
+    The service's own count of every generation it recorded in the period, folded
+    (`settled`) or not yet (`unfolded`), whether or not its company had a limit then;
+    billing's report is a floor only: it lags, and it never knows more than we wrote.
+    """
+    return max(settled + unfolded, billed)
+
+
 class BudgetExceeded(Exception):
     """The request's worst-case cost does not fit what is left of the period's limit."""
 
@@ -53,12 +63,30 @@ class PriceVersion:
         )
 
 
+class HoldLost(Exception):
+    """The request's reservation was gone when its generation came to be recorded.
+
+    It outlived its hold (it expired and was released, and its room may have gone
+    to another request): recording the generation now could pass the limit.
+    """
+
+    def __init__(self, company_id: UUID, period: str) -> None:
+        super().__init__(
+            f"the request outlived its budget reservation in period {period}; "
+            "its generation was not recorded"
+        )
+        self.company_id = company_id
+        self.period = period
+
+
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """What a generation row carries under a budget: the reservation it settles, its cost."""
+    """What every generation row carries: its cost, the period it counts in, and the
+    reservation it settles (None when its company had no limit when it was asked)."""
 
-    reservation_id: UUID
+    reservation_id: UUID | None
     cost: Decimal
+    period: str
 
 
 @dataclass(frozen=True, slots=True)

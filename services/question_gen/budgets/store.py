@@ -1,10 +1,19 @@
 """The budget guard's SQL. Functions take a connection and never commit.
 
+What a period has spent is this service's own count of its generations, every
+one of them, from the moment it commits: `settled` (what folds have counted)
+plus the spends not yet folded. Billing's `billed` is only a floor, so neither a
+billing that lags nor a generation made before the company had a limit lets a
+reservation pass it. A reservation holds a request's worst case until the fold
+that counts its generation's spend takes it away (or, unsettled, until it
+expires or is released).
+
 The (company, period) row is the one lock every reservation of the period
 takes, for one short transaction: the generation's own transaction never takes
-it (the generation row settles the reservation; a fold counts it later).
-Locks, always in this order, so no two statements wait on each other: reservation
-rows (folds skip those locked), then period rows in period order.
+it (it settles its reservation's row and writes its spend; a fold counts them
+later). Locks, always in this order, so no two statements wait on each other:
+reservation and spend rows (folds skip those locked), then period rows in
+period order.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from contracts.events import BudgetChanged, PriceChanged, SpendRecorded
-from services.question_gen.budgets.rules import PriceVersion, Terms
+from services.question_gen.budgets.rules import PriceVersion, Terms, period_spent
 from services.servicekit.db import Connection
 
 # A company's limit and every price version that may apply to it (its own and the
@@ -30,7 +39,10 @@ LEFT JOIN budget_prices p ON p.company_id = $1 OR p.company_id IS NULL
 
 # Reservations, a batch at a time (every request waiting when the previous batch ends),
 # in one statement: the batch's (company, period) rows are locked in key order and read
-# as they are under the lock (spent, the greater of settled and billed, + reserved);
+# as they are under the lock (spent, settled plus the unfolded spends, at least billed;
+# plus reserved). A spend committed while the statement waited is in neither (the
+# statement reads spends as of its start), but its reservation still is: a settled
+# reservation leaves `reserved` only in the fold that adds its spend to `settled`;
 # in arrival order, reservations are admitted while spent + reserved + their running
 # sum stays within the limit (a prefix: one that does not fit ends its period's share
 # of the batch); the admitted are written and added to `reserved`. Concurrent batches
@@ -48,9 +60,14 @@ WITH req AS (
         WITH ORDINALITY AS r(id, company_id, period, amount, n)
 ),
 locked AS (
-    SELECT p.company_id, p.period, greatest(p.settled, p.billed) + p.reserved AS used,
+    SELECT p.company_id, p.period,
+           greatest(p.settled + coalesce(u.cost, 0), p.billed) + p.reserved AS used,
            l.monthly_limit
     FROM budget_periods p JOIN budget_limits l ON l.company_id = p.company_id
+    LEFT JOIN LATERAL (
+        SELECT sum(s.cost) AS cost FROM budget_spends s
+        WHERE s.company_id = p.company_id AND s.period = p.period
+    ) AS u ON true
     WHERE (p.company_id, p.period) IN (SELECT company_id, period FROM req)
     ORDER BY p.company_id, p.period
     FOR UPDATE OF p
@@ -87,50 +104,74 @@ ORDER BY company_id, period
 ON CONFLICT (company_id, period) DO NOTHING
 """
 
-# Give a reservation back (the generation failed): its amount leaves `reserved`.
+# Give a reservation back (the generation failed): its amount leaves `reserved`. Not
+# one its generation settled (the request saw an error, but the commit happened: a lost
+# reply): that one waits for the fold that counts its spend. A generation committing
+# meanwhile holds the row; the settled flag is read again once it is free.
 RELEASE = """
 WITH released AS (
-    DELETE FROM budget_reservations WHERE id = $1 RETURNING company_id, period, amount
+    DELETE FROM budget_reservations WHERE id = $1 AND NOT settled
+    RETURNING company_id, period, amount
 )
 UPDATE budget_periods p SET reserved = p.reserved - r.amount
 FROM released r WHERE p.company_id = r.company_id AND p.period = r.period
 """
 
-# The (company, period) pairs holding reservations, for the periodic fold.
-HELD = "SELECT DISTINCT company_id, period FROM budget_reservations LIMIT $1"
+# The (company, period) pairs holding reservations or unfolded spends, for the periodic fold.
+HELD = """
+SELECT company_id, period FROM budget_reservations
+UNION
+SELECT company_id, period FROM budget_spends
+LIMIT $1
+"""
 
-# Fold one (company, period)'s finished reservations into its counter: those a committed
-# generation settled (their worst case off `reserved`, the generation's cost onto
-# `settled` of its occurredAt's period) and those expired (a request that died: off
-# `reserved`). Rows a concurrent fold holds are skipped. The two periods differ only for
-# a request that straddled a month's end: rows in period order. Committed without
-# waiting for the WAL flush, as the reservations are (the rows it locks are the ones they
-# wait for); a fold a crash loses is undone whole: its reservations are folded again.
+# Fold one (company, period)'s unfolded spends into its counter (onto `settled`), with
+# the reservations they settle (their worst case off `reserved`), and release its expired
+# unsettled reservations (a request that died: off `reserved`). A settled reservation
+# leaves only here, with its spend, so a reservation never stops counting before its
+# generation's cost is counted. Rows a concurrent fold or generation holds are skipped.
+# A settled reservation's period differs from its spend's only for a request that
+# straddled a month's end: period rows in period order. Committed without waiting for
+# the WAL flush, as the reservations are (the rows it locks are the ones they wait for);
+# a fold a crash loses is undone whole: its spends and reservations are folded again.
 FOLD = """
-WITH done AS (
+WITH spends AS (
+    DELETE FROM budget_spends WHERE generation_id IN (
+        SELECT generation_id FROM budget_spends
+        WHERE company_id = $1 AND period = $2
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING reservation_id, cost
+),
+settled AS (
+    DELETE FROM budget_reservations
+    WHERE id IN (SELECT reservation_id FROM spends WHERE reservation_id IS NOT NULL)
+    RETURNING period, amount
+),
+expired AS (
     DELETE FROM budget_reservations WHERE id IN (
         SELECT r.id FROM budget_reservations r
         WHERE r.company_id = $1 AND r.period = $2
-          AND (r.expires_at <= clock_timestamp()
-               OR EXISTS (SELECT FROM generations g WHERE g.reservation_id = r.id))
+          AND r.expires_at <= clock_timestamp() AND NOT r.settled
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, period, amount
+    RETURNING period, amount
 ),
 changes AS (
-    SELECT period, sum(settled) AS settled, sum(released) AS released FROM (
-        SELECT period, 0::numeric AS settled, amount AS released FROM done
+    SELECT period, sum(spent) AS spent, sum(released) AS released FROM (
+        SELECT $2::text AS period, cost AS spent, 0::numeric AS released FROM spends
         UNION ALL
-        SELECT to_char(g.created_at AT TIME ZONE 'UTC', 'YYYY-MM'), g.cost, 0
-        FROM generations g JOIN done ON g.reservation_id = done.id
+        SELECT period, 0, amount FROM settled
+        UNION ALL
+        SELECT period, 0, amount FROM expired
     ) AS change GROUP BY period
 )
 INSERT INTO budget_periods AS p (company_id, period, settled)
-SELECT $1, period, settled FROM changes ORDER BY period
+SELECT $1, period, spent FROM changes ORDER BY period
 ON CONFLICT (company_id, period) DO UPDATE SET
     settled = p.settled + EXCLUDED.settled,
     reserved = p.reserved - (SELECT released FROM changes c WHERE c.period = EXCLUDED.period)
-RETURNING (SELECT count(*) FROM done) AS folded,
+RETURNING (SELECT count(*) FROM spends) + (SELECT count(*) FROM expired) AS folded,
     set_config('synchronous_commit', 'off', true) AS commit_mode
 """
 
@@ -161,7 +202,9 @@ ON CONFLICT (company_id, period) DO UPDATE SET billed = greatest(p.billed, EXCLU
 PERIOD = """
 SELECT settled, billed, reserved,
        (SELECT count(*) FROM budget_reservations r
-        WHERE r.company_id = $1 AND r.period = $2) AS reservations
+        WHERE r.company_id = $1 AND r.period = $2) AS reservations,
+       (SELECT coalesce(sum(cost), 0) FROM budget_spends s
+        WHERE s.company_id = $1 AND s.period = $2) AS unfolded
 FROM budget_periods WHERE company_id = $1 AND period = $2
 """
 
@@ -172,10 +215,11 @@ class PeriodCounter:
     billed: Decimal
     reserved: Decimal
     reservations: int
+    unfolded: Decimal = Decimal(0)
 
     @property
     def spent(self) -> Decimal:
-        return max(self.settled, self.billed)
+        return period_spent(self.settled, self.unfolded, self.billed)
 
 
 async def terms(conn: Connection, company_id: UUID) -> Terms:
@@ -228,7 +272,7 @@ async def held(conn: Connection, limit: int = 1000) -> list[tuple[UUID, str]]:
 
 
 async def fold(conn: Connection, company_id: UUID, period: str) -> int:
-    """Fold one (company, period)'s settled and expired reservations; how many."""
+    """Fold one (company, period)'s spends and expired reservations; how many of them."""
     rows = await conn.fetch(FOLD, company_id, period)
     return int(rows[0]["folded"]) if rows else 0
 
@@ -257,4 +301,6 @@ async def period_counter(conn: Connection, company_id: UUID, period: str) -> Per
     row = await conn.fetchrow(PERIOD, company_id, period)
     if row is None:
         return None
-    return PeriodCounter(row["settled"], row["billed"], row["reserved"], row["reservations"])
+    return PeriodCounter(
+        row["settled"], row["billed"], row["reserved"], row["reservations"], row["unfolded"]
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from contracts.topology import Topology
 from services.question_gen import store as generations
 from services.question_gen.budgets import store
 from services.question_gen.budgets.guard import BudgetGuard, Reservation
-from services.question_gen.budgets.rules import BudgetExceeded
+from services.question_gen.budgets.rules import BudgetExceeded, HoldLost
 from services.question_gen.generation import Answer, MalformedAnswer
 from services.servicekit import db
 from tests.support.auth import bearer
@@ -381,3 +382,89 @@ async def test_an_idempotent_retry_replays_without_reserving_again(
         )
         assert other.status_code == 402
         assert len(await stack.fetch(dbs.question_gen, "SELECT id FROM generations")) == 1
+
+
+# -- what the period has spent, whatever billing has said -----------------------------------
+
+
+@pytest.mark.parametrize("billed", [None, "0.9000"], ids=["billing-silent", "billing-lagging"])
+async def test_spend_before_a_limit_counts_while_billing_is_paused(
+    dbs: ServiceDatabases, prefix: str, company: UUID, billed: str | None
+) -> None:
+    # Nine generations with no limit (0.9000), then a limit of 1.0000; billing says nothing
+    # after (paused), or had reported the nine before it paused: one more fits, no more.
+    async with start_stack(dbs, prefix, services=("question_gen",)) as stack:
+        topology = Topology(prefix)
+        await declare_topology_at(RABBITMQ_URL, topology)
+        body = {"draftJobId": "d-1", "jobDescription": "Rust engineer", "numberOfQuestions": 10}
+
+        async def status() -> int:
+            response = await stack.questions.post(
+                "/api/ai/generate-questions", json=body, headers=bearer(company)
+            )
+            return response.status_code
+
+        assert [await status() for _ in range(9)] == [200] * 9
+        period = period_of(datetime.now(UTC))
+        events: list[BudgetChanged | SpendRecorded] = [budget_changed(company, "1.0000", 1)]
+        if billed is not None:
+            events.append(spend_recorded(company, billed, period))
+        await publish_events(topology, *events)
+
+        async def applied() -> bool:
+            limits = await stack.fetch(dbs.question_gen, "SELECT 1 FROM budget_limits")
+            periods = await stack.fetch(dbs.question_gen, "SELECT billed FROM budget_periods")
+            return bool(limits) and (
+                billed is None or [p["billed"] for p in periods] == [Decimal(billed)]
+            )
+
+        await eventually(applied)
+        after = [await status() for _ in range(10)]
+        assert after == [200] + [402] * 9
+        [spent] = await stack.fetch(dbs.question_gen, "SELECT sum(cost) AS cost FROM generations")
+        assert spent["cost"] == Decimal("1.0000")
+
+
+async def test_an_expired_hold_cannot_be_settled_after_its_room_was_given_away(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    # A request stalled past its hold: the hold expired and its room went to another
+    # request. The stalled one's generation may not then count on top of the limit.
+    await set_limit(pool, company, "0.1000")
+    stalled = await guard_at(pool, hold_seconds=-1).reserve(company, 10)
+    assert stalled is not None
+    guard = guard_at(pool)
+    other = await guard.reserve(company, 10)  # refused, folds the expired hold, fits
+    assert other is not None
+    await record(guard, pool, other, generated(company, at=NOW))
+    async with pool.acquire() as conn:
+        late = generated(company, at=NOW)
+        settles = await guard.settlement(conn, stalled, late)
+        with contextlib.suppress(HoldLost):
+            await generations.record_generation(conn, late, correlation_id=None, settles=settles)
+    await guard.sweep()
+    async with pool.acquire() as conn:
+        spent = await conn.fetchval("SELECT sum(cost) FROM generations")
+    assert spent == Decimal("0.1000")
+    assert (await counter(pool, company)).spent == Decimal("0.1000")
+
+
+async def test_a_release_after_a_lost_reply_does_not_uncount_the_generation(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    # The generation committed but its reply was lost: the request, seeing an error,
+    # gives its reservation back. The generation still counts.
+    await set_limit(pool, company, "0.1000")
+    guard = guard_at(pool)
+    reservation = await guard.reserve(company, 10)
+    assert reservation is not None
+    async with pool.acquire() as conn:
+        event = generated(company, at=NOW)
+        settles = await guard.settlement(conn, reservation, event)
+        await generations.record_generation(conn, event, correlation_id=None, settles=settles)
+    await guard.release(reservation)
+    with pytest.raises(BudgetExceeded):
+        await guard.reserve(company, 10)
+    await guard.sweep()
+    held = await counter(pool, company)
+    assert (held.spent, held.reserved, held.reservations) == (Decimal("0.1000"), Decimal(0), 0)

@@ -14,6 +14,7 @@ from services.question_gen.budgets.rules import (
     PriceVersion,
     Terms,
     cost_at,
+    period_spent,
     price_at,
 )
 
@@ -121,3 +122,18 @@ def test_spend_is_applied_in_one_order_after_terms() -> None:
         (a, "2026-12"),
         (b, "2026-11"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("settled", "unfolded", "billed", "spent"),
+    [
+        ("0.9000", "0", "0", "0.9000"),  # spent before any limit; billing silent
+        ("0.5000", "0.4000", "0.9000", "0.9000"),  # billing caught up: the same total
+        ("0.9000", "0.1000", "0.9000", "1.0000"),  # billing lags: our count wins
+        ("0", "0.1000", "0.9000", "0.9000"),  # billing knows more (recorded before us)
+    ],
+)
+def test_spent_is_our_own_count_with_billing_as_a_floor(
+    settled: str, unfolded: str, billed: str, spent: str
+) -> None:
+    assert period_spent(Decimal(settled), Decimal(unfolded), Decimal(billed)) == Decimal(spent)
