@@ -6,11 +6,13 @@ do not know); a breaking change is a new class with a `.v2` routing key.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, ClassVar
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -24,8 +26,40 @@ from pydantic.alias_generators import to_camel
 INT32_MAX = 2_147_483_647
 
 TokenCount = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+# A UUID as browsers and libraries spell it: any case, in braces or not, `urn:uuid:` or not,
+# hyphenated as 8-4-4-4-12 or not at all.
+_UUID_HEX = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}"
+URN_PREFIX = "urn:uuid:"
+UUID_SPELLING = re.compile(rf"(?:urn:uuid:)?(?:\{{(?:{_UUID_HEX})\}}|(?:{_UUID_HEX}))", re.I)
+
+
+def canonical_draft_id(draft: str) -> str:
+    """One spelling per draft: a UUID in lower case, hyphenated; anything else as sent.
+
+    A draft id is compared as text everywhere (the jobs service's one job per draft,
+    billing's drafts, its locks), and a browser may send `C263101C-...` to one service
+    and `c263101c-...` to another. Applied where a draft id enters (`DraftId`), so every
+    layer after it sees one spelling. Billing's migration 0005 applies the same rule in SQL.
+    """
+    if UUID_SPELLING.fullmatch(draft) is None:
+        return draft
+    digits = draft[len(URN_PREFIX) :] if draft[: len(URN_PREFIX)].lower() == URN_PREFIX else draft
+    return str(UUID(hex=digits.strip("{}").replace("-", "")))
+
+
 # PostgreSQL text cannot hold U+0000: refused up front, before any LLM is paid for.
-DraftId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
+DraftId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\x00]+$",
+        description="A draft's id: a UUID (in any spelling, kept lower-case and hyphenated) "
+        "or any other text, kept as sent.",
+    ),
+    AfterValidator(canonical_draft_id),
+]
 
 
 class Event(BaseModel):

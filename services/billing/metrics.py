@@ -19,6 +19,10 @@ EVENTS_FAILED = Counter(
 EVENTS_DEAD_LETTERED = Counter(
     "billing_events_dead_lettered_total", "Messages sent to the DLQ, by reason.", ["reason"]
 )
+MESSAGES_RETURNED = Counter(
+    "billing_messages_returned_total",
+    "Messages nacked back to the queue unsettled (their dead letter or retry not confirmed).",
+)
 EVENTS_DUPLICATE = Counter(
     "billing_events_duplicate_total", "QuestionsGenerated delivered again after being recorded."
 )

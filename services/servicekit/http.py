@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 import asyncpg
+import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -18,6 +19,8 @@ from services.servicekit.logs import CorrelationMiddleware, configure_logging
 from services.servicekit.metrics import HttpMetricsMiddleware
 from services.servicekit.problems import ErrorMap, install_problem_handlers
 from services.servicekit.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
@@ -49,6 +52,9 @@ def service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warning = settings.development_warning()
+        if warning is not None:
+            log.warning(warning, environment=settings.environment)
         async with runtime() as running:
             app.state.runtime = running
             if on_start is None:

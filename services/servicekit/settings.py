@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.servicekit.broker import broker_urls
 
+# Published (it is in this repository): anyone can sign a `platform:admin` token with it. A
+# service takes it only in development, and says so loudly at start (`development_warning`).
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789"  # noqa: S105 - refused outside development
 
 
@@ -58,13 +60,46 @@ class ServiceSettings(BaseSettings):
         broker_urls(value)  # a malformed list fails at start, not at the first reconnection
         return value
 
+    @field_validator("auth_jwt_secret")
+    @classmethod
+    def _unset_when_empty(cls, value: SecretStr) -> SecretStr:
+        # `AUTH_JWT_SECRET=` (compose passes an unset variable through as empty) means unset.
+        return value if value.get_secret_value() else SecretStr(DEV_JWT_SECRET)
+
     @model_validator(mode="after")
-    def _no_dev_secret_in_production(self) -> ServiceSettings:
-        if self.environment == "production" and (
-            self.auth_jwt_secret.get_secret_value() == DEV_JWT_SECRET
-        ):
-            raise ValueError("AUTH_JWT_SECRET must be set in production")
+    def _no_published_secret_outside_development(self) -> ServiceSettings:
+        if self.environment != "development" and self.uses_published_secret:
+            raise ValueError(
+                f"AUTH_JWT_SECRET must be set to a secret of your own when ENVIRONMENT is "
+                f"{self.environment}: the development secret is published, and anyone could "
+                "sign tokens with it"
+            )
         return self
+
+    @property
+    def uses_published_secret(self) -> bool:
+        return self.auth_jwt_secret.get_secret_value() == DEV_JWT_SECRET
+
+    def development_warning(self) -> str | None:
+        """What a service logs at start when it runs as development; None otherwise.
+
+        Development is the default, so that `make dev` needs no settings: a deployment that
+        forgets `ENVIRONMENT=production` would run as one, and must not do so quietly.
+        """
+        if self.environment != "development":
+            return None
+        how = (
+            "ENVIRONMENT is not set, so this service runs as development"
+            if "environment" not in self.model_fields_set
+            else "ENVIRONMENT is development"
+        )
+        if self.uses_published_secret:
+            return (
+                f"{how}, with the published development JWT secret: anyone can sign a token "
+                "for any company and role (platform:admin included). Outside a laptop, set "
+                "ENVIRONMENT=production and AUTH_JWT_SECRET."
+            )
+        return f"{how}. Outside a laptop, set ENVIRONMENT=production."
 
 
 class PublisherSettings(ServiceSettings):

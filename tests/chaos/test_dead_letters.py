@@ -14,6 +14,7 @@ from uuid import UUID
 import aio_pika
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from contracts.events import JobCreated, QuestionsGenerated
 from contracts.topology import DELIVERY_LIMIT, Topology
@@ -122,6 +123,102 @@ async def test_poison_goes_to_the_dlq_and_good_events_are_billed(
     assert "unknown event type" in details["poison-unknown-type"]
     assert "companyId" in details["poison-missing-field"]
     assert left == 0
+
+
+def counted(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_a_dead_letter_refused_on_a_live_channel_closes_nothing(
+    dbs: ServiceDatabases, prefix: str, company: UUID, figures: Figures
+) -> None:
+    """A poison whose dead letter is unroutable goes round, nacked each time, on one channel.
+
+    RabbitMQ closes a channel whose multiple-ack names a tag no longer outstanding (one
+    nacked): every message in hand would come round again, and again at the next nack.
+    """
+    good = [generated(company) for _ in range(40)]
+    async with (
+        start_stack(dbs, prefix, services=("billing",)) as stack,
+        DlqBinding(stack.topology) as binding,
+    ):
+        topology = stack.topology
+        runtime = stack.apps["billing"].state.runtime
+        # The queue object the consumer registered on, and so its channel.
+        queue = await runtime.broker.declare_queue(topology.billing_queue())
+        closed: list[object] = []
+        queue.channel.close_callbacks.add(lambda _, exc=None: closed.append(exc))
+        returned_before = counted("billing_messages_returned_total")
+        duplicates_before = counted("billing_events_duplicate_total")
+
+        await binding.unbind()  # a dead letter is now returned to billing: not confirmed
+        await publish_all(topology, good[:20])
+        await publish_poison(topology, "refused", b"{not json", QuestionsGenerated.routing_key)
+        await publish_all(topology, good[20:])
+
+        async def returned_since() -> float:
+            return counted("billing_messages_returned_total") - returned_before
+
+        # A few rounds, well under the queue's delivery limit (RabbitMQ before 4.3 counts nacks
+        # toward it, and would dead-letter the message itself).
+        await eventually(
+            returned_since,
+            until=lambda returned: returned >= 3 or bool(closed),
+            timeout=15,
+            interval=0.005,
+        )
+        assert closed == [], f"the consumer's channel was closed: {closed[:1]}"
+        await binding.bind()  # fixed: the next round reaches the DLQ
+        returned = await returned_since()
+        await eventually(
+            lambda: queue_counts(topology.billing_dlq_name), until=lambda counts: counts[0] == 1
+        )
+        result = await settled_ledger(dbs.billing, [e.event_id for e in good], timeout=30)
+        duplicates = counted("billing_events_duplicate_total") - duplicates_before
+        dead = await drain(topology.billing_dlq_name)
+        left, _ = await queue_counts(topology.billing_queue_name)
+        ready = await stack.billing.get("/readyz")
+        closed_while_running = list(closed)  # billing's own stop closes it next
+
+    figures.ledger(result)
+    figures.record(
+        returned=returned, channel_closed=len(closed_while_running), redelivered_recorded=duplicates
+    )
+    assert closed_while_running == []
+    assert result.exact, result
+    assert duplicates == 0  # no recorded message came round again
+    assert [text(m.message_id) for m in dead] == ["poison-refused"]  # there once, not lost
+    assert text((dead[0].headers or {}).get(REASON)) == "poison"
+    assert left == 0
+    assert ready.status_code == 200, ready.text
+
+
+class DlqBinding:
+    """The DLQ's binding to its dead-letter exchange, cut and restored on a channel of its own
+    (opened beforehand: restoring it takes one round trip)."""
+
+    def __init__(self, topology: Topology) -> None:
+        self._topology = topology
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._dlq: aio_pika.abc.AbstractQueue | None = None
+
+    async def __aenter__(self) -> DlqBinding:
+        self._connection = await aio_pika.connect(RABBITMQ_URL)
+        channel = await self._connection.channel()
+        self._dlq = await channel.declare_queue(self._topology.billing_dlq_name, passive=True)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._connection is not None
+        await self._connection.close()
+
+    async def unbind(self) -> None:
+        assert self._dlq is not None
+        await self._dlq.unbind(self._topology.billing_dlx_name, routing_key="")
+
+    async def bind(self) -> None:
+        assert self._dlq is not None
+        await self._dlq.bind(self._topology.billing_dlx_name, routing_key="")
 
 
 async def test_a_cost_too_big_at_the_price_in_force_is_poison_and_the_rest_is_billed(

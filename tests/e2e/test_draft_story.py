@@ -95,3 +95,42 @@ async def test_usage_for_a_saved_job_is_attached_at_once(stack: Stack, company: 
     assert rows[0]["job_id"] == job_id
     assert rows[0]["draft_job_id"] is None
     assert rows[0]["cost"] == Decimal("0.0500")
+
+
+async def test_a_draft_id_spelled_differently_by_each_service_still_meets_its_job(
+    stack: Stack, company: UUID
+) -> None:
+    """Upper case to the question service, braces as the jobId, lower case to the jobs service."""
+    draft = uuid.uuid4()
+    first = await generate(stack, company, draftJobId=str(draft).upper())
+    second = await generate(stack, company, jobId="{" + str(draft).upper() + "}")
+    assert second["jobId"] == str(draft)  # a UUID field: canonical already
+    assert first["draftJobId"] == str(draft)  # shown as it is stored: canonical
+    rows = await eventually(lambda: stack.usage(company), until=lambda rows: len(rows) == 2)
+    assert {row["draft_job_id"] for row in rows} == {str(draft)}
+    # The billing read finds the draft by any spelling of it.
+    listed = await stack.billing_json(
+        company, "/api/billing/usage", draftJobId=f"urn:uuid:{str(draft).upper()}"
+    )
+    assert len(listed["items"]) == 2
+
+    job = await save_job(stack, company, draftJobId=str(draft).replace("-", ""))
+    assert job["draftJobId"] == str(draft)
+
+    rows = await eventually(
+        lambda: stack.usage(company),
+        until=lambda rows: all(row["job_id"] is not None for row in rows),
+    )
+    assert {row["job_id"] for row in rows} == {UUID(str(job["id"]))}
+    assert sum(row["cost"] for row in rows) == Decimal("0.2000")
+    drafts = await stack.billing_json(company, "/api/billing/drafts")
+    assert drafts["drafts"] == []
+
+    # One draft, one job, however the second attempt spells it.
+    again = await stack.jobs.post(
+        "/api/jobs",
+        json={"title": "Again", "draftJobId": str(draft).upper()},
+        headers=bearer(company),
+    )
+    assert again.status_code == 409, again.text
+    assert str(job["id"]) in again.text

@@ -9,11 +9,17 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
 from services.migrate import MIGRATION_SETS
-from services.servicekit.migrations import migrate, quote_identifier, with_database
+from services.servicekit.migrations import (
+    MigrationSet,
+    migrate,
+    quote_identifier,
+    with_database,
+)
 from tests.support.env import ADMIN_DSN, RUN_ID
 
 SERVICES = tuple(MIGRATION_SETS)
@@ -87,3 +93,22 @@ async def migrated_database(
         yield with_database(admin_dsn, name)
     finally:
         await drop_databases([name], admin_dsn=admin_dsn)
+
+
+@dataclass(frozen=True)
+class MigrationsBefore(MigrationSet):
+    """A service's own migrations up to (not including) `version`: a database as it was."""
+
+    version: int = 0
+
+    def files(self) -> list[tuple[int, Path]]:
+        return [(number, path) for number, path in super().files() if number < self.version]
+
+
+async def migrate_before(dsn: str, service: str, version: int) -> None:
+    """`dsn` as the release before `service`'s migration `version` left it (kit sets whole)."""
+    sets = [
+        MigrationsBefore(found.name, found.directory, version) if found.name == service else found
+        for found in MIGRATION_SETS[service]
+    ]
+    await migrate(dsn, sets)

@@ -14,7 +14,11 @@ A message is settled in one of three ways, and acknowledged only then:
   delivery limit.
 
 A message none of these could settle (its dead letter not confirmed, say) is
-nacked back to the queue, before any acknowledgement that would cover it.
+nacked back to the queue, before any acknowledgement that would cover it, and
+its tag is never the one an acknowledgement names: RabbitMQ answers a
+multiple-ack whose tag is no longer outstanding with PRECONDITION_FAILED
+("unknown delivery tag") and closes the channel, which would send every
+message in hand round again.
 
 Messages are recorded in batches: while one batch commits, the next fills. No
 timer: a lone message is recorded at once, and under load batches grow by
@@ -67,25 +71,40 @@ class SettledTags:
 
     Delivery tags grow on a channel, so once every message up to tag T is
     settled, one multiple-ack for T covers them all. A message not yet settled
-    holds back every later tag of its channel.
+    holds back every later tag of its channel. A released message (nacked: the
+    broker no longer holds it) no longer holds anything back, and is never the
+    tag named: the ack names the highest tag below it that is still outstanding.
     """
 
     def __init__(self) -> None:
         self._received: list[int] = []  # a heap: the lowest unacknowledged tag first
         self._settled: set[int] = set()
+        self._released: set[int] = set()
 
     def received(self, tag: int) -> None:
         heapq.heappush(self._received, tag)
 
     def settle(self, tag: int) -> None:
+        """Done with, and to be acknowledged."""
         self._settled.add(tag)
+
+    def release(self, tag: int) -> None:
+        """Nacked: done with, and no longer the broker's to acknowledge."""
+        self._released.add(tag)
 
     def acknowledgeable(self) -> int | None:
         """The highest tag that a multiple-ack may name now, and forget what it covers."""
         highest = None
-        while self._received and self._received[0] in self._settled:
-            highest = heapq.heappop(self._received)
-            self._settled.discard(highest)
+        while self._received:
+            lowest = self._received[0]
+            if lowest in self._settled:
+                self._settled.discard(lowest)
+                highest = lowest
+            elif lowest in self._released:
+                self._released.discard(lowest)
+            else:
+                break
+            heapq.heappop(self._received)
         return highest
 
     def __len__(self) -> int:
@@ -150,9 +169,15 @@ class Consumer:
             # than hold it: an unsettled tag would hold back the acknowledgement of every
             # later message of the channel. The nack goes out before any ack covering it.
             self._log(message).warning("message returned to the queue", error=repr(exc))
-            with contextlib.suppress(Exception):
+            try:
                 await message.nack(requeue=True)
-            self._settled(message)
+            except Exception as nack_error:
+                # Its channel is gone (the broker takes it back) or going: left unsettled, so
+                # that no acknowledgement covers a message the broker may still hold.
+                self._log(message).info("nack not delivered", error=repr(nack_error))
+            else:
+                metrics.MESSAGES_RETURNED.inc()
+                self._released(message)
         finally:
             self._in_flight.discard(task)
             metrics.MESSAGE_SECONDS.observe(time.perf_counter() - started)
@@ -213,16 +238,25 @@ class Consumer:
     # -- settle: acknowledge, dead-letter, retry ---------------------------------------------
 
     def _settled(self, message: AbstractIncomingMessage) -> None:
-        """Done with the message: acknowledge it, together with the others settled now.
-
-        After a nack the broker no longer holds the message; a multiple-ack that covers
-        its tag afterwards leaves it alone (the broker only acknowledges tags outstanding).
-        """
+        """Done with the message: acknowledge it, together with the others settled now."""
         assert message.delivery_tag is not None
         tags = self._channels.get(message.channel)
         if tags is None:
             return  # its channel closed: the broker has taken it back already
         tags.settle(message.delivery_tag)
+        self._schedule_flush()
+
+    def _released(self, message: AbstractIncomingMessage) -> None:
+        """Nacked: the broker holds it no more. A later multiple-ack may cover its tag (the
+        broker acknowledges only tags still outstanding) but must never name it."""
+        assert message.delivery_tag is not None
+        tags = self._channels.get(message.channel)
+        if tags is None:
+            return
+        tags.release(message.delivery_tag)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             # After every handler resumed by the same commit has settled its message.

@@ -3,10 +3,15 @@
 Each pass claims due deliveries (`FOR UPDATE SKIP LOCKED`, then a lease), so any
 number of billing processes share the work without sending one twice at once.
 A 2xx within the timeout delivers; anything else is an attempt recorded and
-retried with backoff until the delivery's 24 hours are over. The URL is
-checked again before every attempt and the connection goes to the address
-that passed, never to one resolved afterwards. Redirects are not followed.
-The clock is a parameter: tests move time instead of sleeping.
+retried with backoff until the delivery's 24 hours are over. The timeout
+bounds the whole attempt, the URL's check (its DNS lookup) included, so an
+attempt always ends well inside its lease. An attempt is recorded only while
+its worker still holds that lease: one that outlived it (another worker has
+claimed the delivery since) records nothing, and never overwrites what the
+other recorded. The URL is checked again before every attempt and the
+connection goes to the address that passed, never to one resolved
+afterwards. Redirects are not followed. The clock is a parameter: tests move
+time instead of sleeping.
 """
 
 from __future__ import annotations
@@ -137,14 +142,14 @@ class WebhookDeliverer:
         if delivery.url is None or delivery.secret is None:
             outcome, error = "refused", "the company has no webhook URL any more"
         else:
+            timeout = self._policy.timeout_seconds
             try:
-                vetted = await vet_url(delivery.url, self._allowed_hosts, self._resolver)
-            except UnsafeWebhookUrl as exc:
-                outcome, error = "refused", f"webhookUrl refused: {exc}"
-            else:
-                status_code, error = await self._post(vetted, delivery, attempted_at)
-                ok = status_code is not None and 200 <= status_code < 300
-                outcome = "delivered" if ok else "failed"
+                async with asyncio.timeout(timeout):
+                    outcome, status_code, error = await self._call(
+                        delivery.url, delivery, attempted_at
+                    )
+            except TimeoutError:
+                outcome, error = "failed", f"TimeoutError: no answer within {timeout:g} s"
         attempt = Attempt(
             delivery_id=delivery.id,
             company_id=delivery.company_id,
@@ -158,6 +163,18 @@ class WebhookDeliverer:
         )
         await self._record(delivery, attempt)
 
+    async def _call(
+        self, url: str, delivery: Claimed, at: datetime
+    ) -> tuple[str, int | None, str | None]:
+        """Check the URL, then POST: the outcome, the receiver's status code, the error."""
+        try:
+            vetted = await vet_url(url, self._allowed_hosts, self._resolver)
+        except UnsafeWebhookUrl as exc:
+            return "refused", None, f"webhookUrl refused: {exc}"
+        status_code, error = await self._post(vetted, delivery, at)
+        ok = status_code is not None and 200 <= status_code < 300
+        return ("delivered" if ok else "failed"), status_code, error
+
     async def _post(
         self, vetted: Vetted, delivery: Claimed, at: datetime
     ) -> tuple[int | None, str | None]:
@@ -169,11 +186,10 @@ class WebhookDeliverer:
         }
         request = pinned_request(vetted, delivery.body.encode(), headers)
         try:
-            async with asyncio.timeout(self._policy.timeout_seconds):
-                # The answer's body is never read: a receiver cannot make billing hold it.
-                response = await self._client.send(request, stream=True)
-                await response.aclose()
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            # The answer's body is never read: a receiver cannot make billing hold it.
+            response = await self._client.send(request, stream=True)
+            await response.aclose()
+        except (httpx.HTTPError, OSError) as exc:
             return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if 200 <= response.status_code < 300:
             return response.status_code, None
@@ -190,7 +206,18 @@ class WebhookDeliverer:
             )
             status = "pending" if next_at is not None else "failed"
         async with self._pool.acquire() as conn:
-            await store.record_attempt(conn, attempt, status, next_at)
+            recorded = await store.record_attempt(
+                conn, attempt, status, next_at, lease_until=delivery.lease_until
+            )
+        if not recorded:
+            log.warning(
+                "webhook attempt outlived its lease; another worker has the delivery, "
+                "nothing recorded",
+                event_id=str(delivery.event_id),
+                attempt=attempt.attempt,
+                outcome=attempt.outcome,
+            )
+            return
         # Counted once recorded, so the metrics agree with the attempts the API lists.
         metrics.webhook_attempts(counted_outcome(attempt.outcome, status)).inc()
         if attempt.outcome != "refused":  # a refused URL got no request

@@ -25,7 +25,9 @@ ON CONFLICT (company_id, period, threshold) DO NOTHING
 """
 
 # Take the due deliveries no other worker holds, and lease them by moving their next
-# attempt past the lease: a worker that dies mid-delivery leaves them to another.
+# attempt past the lease: a worker that dies mid-delivery leaves them to another. The
+# lease is that next_attempt_at: a later claim can only happen once it has passed, and
+# moves it further, so (attempts, next_attempt_at) names one claim.
 CLAIM_DUE = """
 UPDATE webhook_deliveries AS d
 SET next_attempt_at = $2
@@ -38,25 +40,31 @@ FROM (
 ) AS due
 WHERE d.id = due.id
 RETURNING d.id, d.event_id, d.company_id, d.body, d.attempts, d.give_up_at,
+    d.next_attempt_at AS lease_until,
     (SELECT webhook_url FROM budgets b WHERE b.company_id = d.company_id) AS url,
     (SELECT webhook_secret FROM budgets b WHERE b.company_id = d.company_id) AS secret
 """
 
-# Every attempt is kept; the delivery moves to its next state in the same statement.
+# An attempt, kept only while its worker still holds the lease it claimed ($12): the
+# delivery pending, as that claim left it. A worker whose lease ran out and was taken by
+# another records nothing, so it can never write "failed" over another's "delivered".
+# The delivery moves to its next state in the same statement. The attempt's id, or none.
 RECORD_ATTEMPT = """
-WITH attempt AS (
-    INSERT INTO webhook_attempts (
-        delivery_id, company_id, attempt, attempted_at, url, status_code, error,
-        duration_ms, outcome
-    )
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+WITH held AS (
+    UPDATE webhook_deliveries
+    SET attempts = $3,
+        status = $10,
+        next_attempt_at = COALESCE($11, next_attempt_at),
+        delivered_at = CASE WHEN $10 = 'delivered' THEN $4 ELSE delivered_at END
+    WHERE id = $1 AND status = 'pending' AND attempts = $3 - 1 AND next_attempt_at = $12
+    RETURNING id
 )
-UPDATE webhook_deliveries
-SET attempts = $3,
-    status = $10,
-    next_attempt_at = COALESCE($11, next_attempt_at),
-    delivered_at = CASE WHEN $10 = 'delivered' THEN $4 ELSE delivered_at END
-WHERE id = $1
+INSERT INTO webhook_attempts (
+    delivery_id, company_id, attempt, attempted_at, url, status_code, error,
+    duration_ms, outcome
+)
+SELECT held.id, $2, $3, $4, $5, $6, $7, $8, $9 FROM held
+RETURNING id
 """
 
 # A company's attempts, newest first, after a keyset cursor; $3 rows.
@@ -90,6 +98,7 @@ class Claimed:
     body: str
     attempts: int
     give_up_at: datetime
+    lease_until: datetime  # this claim's lease: what the delivery's next_attempt_at was set to
     url: str | None
     secret: str | None
 
@@ -131,9 +140,15 @@ async def claim_due(
 
 
 async def record_attempt(
-    conn: Connection, attempt: Attempt, status: str, next_attempt_at: datetime | None
-) -> None:
-    await conn.execute(
+    conn: Connection,
+    attempt: Attempt,
+    status: str,
+    next_attempt_at: datetime | None,
+    *,
+    lease_until: datetime,
+) -> bool:
+    """Record the attempt under the claim's lease; False (nothing written) if it was lost."""
+    attempt_id = await conn.fetchval(
         RECORD_ATTEMPT,
         attempt.delivery_id,
         attempt.company_id,
@@ -146,7 +161,9 @@ async def record_attempt(
         attempt.outcome,
         status,
         next_attempt_at,
+        lease_until,
     )
+    return attempt_id is not None
 
 
 async def list_attempts(

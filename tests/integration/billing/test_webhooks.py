@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -297,3 +298,66 @@ async def test_an_address_that_turns_internal_is_not_called(
     assert attempt["status"] == "pending"
     assert receiver.received == []
     assert counted_since(counted_before) == {"refused": 1}  # no request, nothing timed
+
+
+async def test_a_late_attempt_never_overwrites_another_workers_delivery(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    """A worker whose lease ran out records nothing: the delivery another made stands."""
+    receiver = Receiver(fail_first=1, hold_first=1)  # the first request: slow, then 500
+    await receiver.start()
+    clock = Clock()
+    await cross_thresholds(pool, company, receiver.url, clock())
+    clock.advance(seconds=1)
+    policy = DeliveryPolicy(timeout_seconds=5)
+    slow = WebhookDeliverer(pool, allowed_hosts=LOOPBACK, policy=policy, clock=clock)
+    other = WebhookDeliverer(pool, allowed_hosts=LOOPBACK, policy=policy, clock=clock)
+    try:
+        late = asyncio.create_task(slow.deliver_due())
+        await eventually(lambda: _received(receiver), until=lambda got: len(got) == 1)
+        clock.advance(seconds=policy.lease_seconds + 1)  # the slow worker's lease runs out
+        assert await other.deliver_due() == 1  # claimed again, and delivered
+        receiver.release.set()  # ... and now the slow worker hears its 500
+        assert await late == 1
+        clock.advance(hours=2)
+        assert await other.deliver_due() == 0  # delivered: never due again
+        assert await slow.deliver_due() == 0
+    finally:
+        await slow.stop()
+        await other.stop()
+        await receiver.stop()
+    attempts = await attempts_of(pool, company)
+    assert [(row["attempt"], row["outcome"], row["status"]) for row in attempts] == [
+        (1, "delivered", "delivered")
+    ]
+    assert len(receiver.received) == 2  # the slow request and the delivery: no third
+
+
+async def test_a_host_that_never_resolves_costs_an_attempt_its_timeout_and_no_more(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    """The timeout bounds the whole attempt: the URL's check (DNS) as well as the request."""
+    clock = Clock()
+
+    async def resolver(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()  # a resolver that never answers
+        return []
+
+    await cross_thresholds(pool, company, "http://hooks.example/hooks", clock())
+    clock.advance(seconds=1)
+    worker = WebhookDeliverer(
+        pool,
+        allowed_hosts=frozenset(),
+        policy=DeliveryPolicy(timeout_seconds=0.5),
+        clock=clock,
+        resolver=resolver,
+    )
+    try:
+        tried = await asyncio.wait_for(worker.deliver_due(), timeout=10)
+    finally:
+        await worker.stop()
+    assert tried == 1
+    [attempt] = await attempts_of(pool, company)
+    assert (attempt["outcome"], attempt["status"]) == ("failed", "pending")  # tried again later
+    error = await pool.fetchval("SELECT error FROM webhook_attempts WHERE company_id = $1", company)
+    assert "0.5" in error, error

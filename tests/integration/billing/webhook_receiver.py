@@ -21,11 +21,16 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers `fail_first` requests with 500, then 200; `stop()`/`start()` take it down and up."""
+    """Answers `fail_first` requests with 500, then 200; `stop()`/`start()` take it down and up.
+
+    The first `hold_first` requests are answered only once `release` is set: a slow receiver.
+    """
 
     fail_first: int = 0
+    hold_first: int = 0
     port: int = 0
     received: list[Received] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
 
     @property
@@ -53,9 +58,10 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.received.append(Received(headers, body.decode()))
-            status = (
-                "500 Internal Server Error" if len(self.received) <= self.fail_first else "200 OK"
-            )
+            number = len(self.received)
+            if number <= self.hold_first:
+                await self.release.wait()
+            status = "500 Internal Server Error" if number <= self.fail_first else "200 OK"
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
             )

@@ -23,7 +23,7 @@ from services.billing.ledger.messages import (
     parse,
     retry_headers,
 )
-from services.billing.ledger.rules import CostOutOfRange, Pricing
+from services.billing.ledger.rules import CostOutOfRange, Pricing, draft_key, lock_key, lock_keys
 from tests.support.events import generated, job_created
 
 GOOD: dict[str, Any] = generated(uuid.uuid4(), draft="draft-1").model_dump(
@@ -129,3 +129,21 @@ def test_the_routing_key_of_a_message_published_with_its_type_only() -> None:
         "jobs.created.v1"
     )
     assert original_routing_key(message(JobCreated.routing_key, "other")) == JobCreated.routing_key
+
+
+def test_a_draft_id_is_read_in_its_one_spelling_whoever_published_it() -> None:
+    """An older producer's event, or one replayed from the DLQ: its draft id as the client
+    spelled it. Read canonical, it meets its job and takes the same advisory lock."""
+    company, draft = uuid.uuid4(), uuid.uuid4()
+    usage = {**GOOD, "companyId": str(company), "draftJobId": str(draft).upper()}
+    job = {**json.loads(job_created(company).to_json()), "draftJobId": "{" + str(draft) + "}"}
+
+    read_usage = parse(QuestionsGenerated.routing_key, json.dumps(usage).encode())
+    read_job = parse(JobCreated.routing_key, json.dumps(job).encode())
+
+    assert read_usage.draft_job_id == read_job.draft_job_id == str(draft)
+    assert lock_key(company, str(draft)) in set(lock_keys([read_usage])) & set(
+        lock_keys([read_job])
+    )
+    assert isinstance(read_usage, QuestionsGenerated)
+    assert draft_key(read_usage) == str(draft)

@@ -29,14 +29,35 @@ MAX_FAILED_ATTEMPTS = 3
 
 
 class FakeChannel:
-    """Records the frames a real channel would write."""
+    """Records the frames a real channel would write, and answers them as RabbitMQ does.
+
+    An acknowledgement naming a tag that is not outstanding (never delivered, or
+    already acknowledged or nacked) is PRECONDITION_FAILED "unknown delivery tag":
+    RabbitMQ closes the channel, and every message still unacknowledged on it returns
+    to the queue.
+    """
 
     def __init__(self) -> None:
         self.is_closed = False
         self.frames: list[tuple[str, int, bool]] = []
+        self.outstanding: set[int] = set()
+        self.closed_by: int | None = None  # the tag of the acknowledgement that closed it
+
+    def delivered(self, tag: int) -> None:
+        self.outstanding.add(tag)
 
     async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
         self.frames.append(("ack", delivery_tag, multiple))
+        if delivery_tag not in self.outstanding:
+            self.is_closed, self.closed_by = True, delivery_tag
+            self.outstanding.clear()
+            return
+        covered = {t for t in self.outstanding if t <= delivery_tag} if multiple else set()
+        self.outstanding -= covered | {delivery_tag}
+
+    def nacked(self, tag: int) -> None:
+        self.frames.append(("nack", tag, True))
+        self.outstanding.discard(tag)
 
 
 class FakeMessage:
@@ -53,9 +74,11 @@ class FakeMessage:
         self.correlation_id = None
         self.content_type = "application/json"
         self.redelivered = False
+        channel.delivered(tag)
 
     async def nack(self, requeue: bool = True) -> None:
-        self.channel.frames.append(("nack", self.delivery_tag, requeue))
+        assert requeue
+        self.channel.nacked(self.delivery_tag)
 
 
 def event_id(message: FakeMessage) -> uuid.UUID:
@@ -241,6 +264,26 @@ async def test_a_message_that_cannot_be_settled_is_nacked_before_any_ack_covers_
         assert frames[-1] == ("ack", 3, True)
 
 
+async def test_a_nacked_message_is_never_the_tag_an_acknowledgement_names() -> None:
+    """RabbitMQ closes the channel on a multiple-ack naming a tag no longer outstanding."""
+    async with Billing() as billing:
+        billing.broker.failing = True  # its dead letter is never confirmed
+        await billing.deliver(billing.message(b"{}"))  # alone: nothing below it to acknowledge
+        first, poison = billing.message(), billing.message(b"{}")
+        await billing.deliver(first, poison)  # the highest settled tag is the nacked one
+        billing.broker.failing = False
+        await billing.deliver(billing.message())  # the channel goes on
+
+        assert billing.channel.closed_by is None, billing.channel.frames
+        assert not billing.channel.is_closed
+        acknowledged = {tag for kind, tag, _ in billing.channel.frames if kind == "ack"}
+        nacked = {tag for kind, tag, _ in billing.channel.frames if kind == "nack"}
+        assert nacked == {1, 3}
+        assert not acknowledged & nacked
+        assert billing.channel.outstanding == set()  # each message settled: none left over
+        assert len(billing.ledger.batches) == 2  # the two good messages, each recorded once
+
+
 async def test_an_unsettled_message_holds_back_the_acknowledgement_of_later_ones() -> None:
     async with Billing() as billing:
         billing.broker.release.clear()  # the poison's dead letter is not confirmed yet
@@ -322,6 +365,20 @@ def test_one_ack_covers_a_settled_run_from_the_lowest_tag() -> None:
     assert tags.acknowledgeable() == 3
     assert tags.acknowledgeable() is None  # already covered
     assert len(tags) == 2
+
+
+def test_a_released_tag_is_covered_but_never_named() -> None:
+    tags = SettledTags()
+    for tag in (1, 2, 3, 4):
+        tags.received(tag)
+    tags.release(1)  # nacked: the broker no longer holds it
+    assert tags.acknowledgeable() is None  # nothing to acknowledge below 2
+    tags.settle(2)
+    tags.release(3)
+    assert tags.acknowledgeable() == 2  # not 3: the broker would close the channel
+    tags.settle(4)
+    assert tags.acknowledgeable() == 4
+    assert len(tags) == 0
 
 
 def test_tags_received_out_of_order_are_still_covered_in_order() -> None:

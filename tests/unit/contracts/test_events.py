@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from contracts.events import EVENT_TYPES, JobCreated, QuestionsGenerated
+from contracts.events import EVENT_TYPES, JobCreated, QuestionsGenerated, canonical_draft_id
 from contracts.generate import SCHEMA_DIR, documents
 from contracts.topology import Topology
 
@@ -61,3 +61,68 @@ def test_generated_documents_are_fresh() -> None:
         path = SCHEMA_DIR / name
         assert path.exists(), f"{path.name} missing: run make docs"
         assert path.read_text() == text, f"{path.name} is stale: run make docs"
+
+
+DRAFT = uuid.UUID("c263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9e")
+SPELLINGS = [
+    "c263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9e",
+    "C263101C-7E1D-4B8A-9F3E-2D5A6B7C8D9E",
+    "{c263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9e}",
+    "{C263101C-7E1D-4B8A-9F3E-2D5A6B7C8D9E}",
+    "urn:uuid:c263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9e",
+    "URN:UUID:C263101C-7E1D-4B8A-9F3E-2D5A6B7C8D9E",
+    "c263101c7e1d4b8a9f3e2d5a6b7c8d9e",
+    "C263101C7E1D4B8A9F3E2D5A6B7C8D9E",
+    "{c263101c7e1d4b8a9f3e2d5a6b7c8d9e}",
+]
+NOT_UUIDS = [
+    "draft-42",
+    "d-1",
+    "c263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9",  # a digit short
+    "c263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9eff",  # too long
+    "g263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9e",  # not hex
+    " c263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9e",  # kept as sent: spaces are part of the id
+    "{c263101c-7e1d-4b8a-9f3e-2d5a6b7c8d9e",  # unbalanced
+    "c263101c-7e1d4b8a-9f3e-2d5a6b7c8d9e",  # hyphens out of place
+    "urn:uuid:draft-42",
+]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_a_draft_id_that_is_a_uuid_is_canonical_whatever_its_spelling(spelling: str) -> None:
+    assert canonical_draft_id(spelling) == str(DRAFT)
+    job = JobCreated(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        company_id=uuid.uuid4(),
+        job_id=uuid.uuid4(),
+        draft_job_id=spelling,
+    )
+    assert job.draft_job_id == str(DRAFT)
+    wire = json.loads(job.to_json())
+    assert wire["draftJobId"] == str(DRAFT)
+    # What a consumer reads is canonical too, whoever published it (an older producer).
+    assert JobCreated.model_validate({**wire, "draftJobId": spelling}).draft_job_id == str(DRAFT)
+
+
+@pytest.mark.parametrize("draft", NOT_UUIDS)
+def test_a_draft_id_that_is_not_a_uuid_stays_as_sent(draft: str) -> None:
+    assert canonical_draft_id(draft) == draft
+    generated = QuestionsGenerated(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        company_id=uuid.uuid4(),
+        draft_job_id=draft,
+        prompt_tokens=1,
+        completion_tokens=1,
+        total_tokens=2,
+        question_count=1,
+        model="m",
+    )
+    assert generated.draft_job_id == draft
+
+
+def test_a_draft_id_spelled_as_the_job_id_is_the_same_text() -> None:
+    """The front end's jobId (a UUID field) and a draftJobId meet as one string."""
+    job_id = uuid.UUID("{C263101C-7E1D-4B8A-9F3E-2D5A6B7C8D9E}")
+    assert canonical_draft_id("C263101C7E1D4B8A9F3E2D5A6B7C8D9E") == str(job_id)
