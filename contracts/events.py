@@ -7,7 +7,7 @@ do not know); a breaking change is a new class with a `.v2` routing key.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -24,6 +24,8 @@ from pydantic.alias_generators import to_camel
 INT32_MAX = 2_147_483_647
 
 TokenCount = Annotated[int, Field(ge=0, le=INT32_MAX)]
+# Where a generation's token figures come from.
+UsageSource = Literal["provider", "estimated"]
 # PostgreSQL text cannot hold U+0000: refused up front, before any LLM is paid for.
 DraftId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
 
@@ -63,6 +65,17 @@ class QuestionsGenerated(Event):
     total_tokens: TokenCount
     question_count: int = Field(ge=1, le=1_000_000)
     model: str = Field(min_length=1, max_length=50)
+    cached_prompt_tokens: TokenCount | None = Field(
+        default=None, description="Of promptTokens, those the provider served from its cache."
+    )
+    reasoning_tokens: TokenCount | None = Field(
+        default=None, description="Of completionTokens, those the model spent reasoning."
+    )
+    usage_source: UsageSource | None = Field(
+        default=None,
+        description='"provider": the token figures are the LLM provider\'s own; "estimated": '
+        "counted from the prompt and the text received (the provider sent none).",
+    )
 
     @model_validator(mode="after")
     def _names_a_job_or_draft(self) -> QuestionsGenerated:

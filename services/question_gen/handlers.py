@@ -39,11 +39,14 @@ def generation_event(
         company_id=company_id,
         job_id=request.job_id,
         draft_job_id=request.draft_job_id,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        total_tokens=answer.total_tokens,
+        prompt_tokens=answer.tokens.prompt,
+        completion_tokens=answer.tokens.completion,
+        total_tokens=answer.tokens.total,
         question_count=len(answer.questions),
         model=answer.model,
+        cached_prompt_tokens=answer.tokens.cached_prompt,
+        reasoning_tokens=answer.tokens.reasoning,
+        usage_source=answer.tokens.source,
     )
 
 
@@ -71,7 +74,7 @@ class QuestionGenerator:
     budget: BudgetGuard
 
     @property
-    def _replay(self) -> Idempotent[GenerateQuestionsResponse]:
+    def replay(self) -> Idempotent[GenerateQuestionsResponse]:
         return Idempotent(
             self.pool,
             GenerateQuestionsResponse,
@@ -93,7 +96,7 @@ class QuestionGenerator:
         held: list[Reservation] = []
 
         async def ask() -> tuple[Answer, Reservation | None]:
-            reservation = await self.budget.reserve(company_id, request.number_of_questions)
+            reservation = await self.reserve(company_id, request)
             if reservation is not None:
                 held.append(reservation)
             return await self._ask(request), reservation
@@ -102,16 +105,27 @@ class QuestionGenerator:
             conn: Connection, asked: tuple[Answer, Reservation | None]
         ) -> GenerateQuestionsResponse:
             answer, reservation = asked
-            return await self._record(conn, company_id, request, answer, reservation)
+            return await self.record(conn, company_id, request, answer, reservation)
 
         try:
-            return await self._replay.run_slow(company_id, idempotency_key, request, ask, record)
+            return await self.replay.run_slow(company_id, idempotency_key, request, ask, record)
         except BaseException:
             # Nothing was recorded: the reservation goes back (once the request's own
             # connection is back in the pool: a second one is never awaited while holding it).
             for reservation in held:
-                await self.budget.release(reservation)
+                await self.release(reservation)
             raise
+
+    async def reserve(
+        self, company_id: UUID, request: GenerateQuestionsRequest
+    ) -> Reservation | None:
+        """Hold the request's worst case before the LLM is called (`BudgetExceeded` if it
+        does not fit); the JSON call and the stream alike."""
+        return await self.budget.reserve(company_id, request.number_of_questions)
+
+    async def release(self, reservation: Reservation) -> None:
+        """Nothing was recorded: the reservation goes back."""
+        await self.budget.release(reservation)
 
     async def _ask(self, request: GenerateQuestionsRequest) -> Answer:
         with observe_llm_call(self.writer.model) as call:
@@ -119,20 +133,27 @@ class QuestionGenerator:
             call.record(answer)
         return answer
 
-    async def _record(
+    async def record(
         self,
         conn: Connection,
         company_id: UUID,
         request: GenerateQuestionsRequest,
         answer: Answer,
         reservation: Reservation | None,
+        *,
+        stream_end: str | None = None,
     ) -> GenerateQuestionsResponse:
+        """The generation row and its event, settling its reservation: what is billed."""
         event = generation_event(company_id, request, answer)
         # Under a budget the row settles its reservation: it carries the reservation and
         # the generation's cost, written with the row and its event in one statement.
         settles = await self.budget.settlement(conn, reservation, event) if reservation else None
         await store.record_generation(
-            conn, event, correlation_id=current_correlation_id(), settles=settles
+            conn,
+            event,
+            correlation_id=current_correlation_id(),
+            settles=settles,
+            stream_end=stream_end,
         )
         log.info(
             "questions generated",

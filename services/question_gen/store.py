@@ -12,8 +12,9 @@ from services.servicekit.db import Connection
 RECORD_GENERATION = """
 INSERT INTO generations (
     id, company_id, job_id, draft_job_id, question_count,
-    prompt_tokens, completion_tokens, total_tokens, model, created_at, reservation_id, cost
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    prompt_tokens, completion_tokens, total_tokens, model, created_at, reservation_id, cost,
+    cached_prompt_tokens, reasoning_tokens, usage_source, stream_end
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 RETURNING id
 """
 
@@ -24,8 +25,12 @@ async def record_generation(
     *,
     correlation_id: str | None,
     settles: Settlement | None = None,
+    stream_end: str | None = None,
 ) -> None:
-    """The generation row and its QuestionsGenerated event: one round trip, atomic."""
+    """The generation row and its QuestionsGenerated event: one round trip, atomic.
+
+    `stream_end`: for a streamed generation, what ended the stream (see migration 0005).
+    """
     arguments = (
         event.event_id,
         event.company_id,
@@ -39,6 +44,10 @@ async def record_generation(
         event.occurred_at,
         settles.reservation_id if settles else None,
         settles.cost if settles else None,
+        event.cached_prompt_tokens,
+        event.reasoning_tokens,
+        event.usage_source,
+        stream_end,
     )
     await outbox.write_with_event(
         conn, RECORD_GENERATION, arguments, event, correlation_id=correlation_id

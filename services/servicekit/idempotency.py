@@ -239,6 +239,32 @@ class Idempotent(Generic[Answer]):
             raise
         return answer
 
+    # The slow path in three steps, for work whose end is not in the request's hands (a
+    # stream, finished by whatever ends it): claim, then complete or release.
+
+    async def claim_slow(self, company_id: UUID, key: str, request: BaseModel) -> Claim:
+        """Own the key (waiting while another request holds it), or the answer to replay."""
+        return await await_outcome(
+            self.pool,
+            company_id,
+            validate_key(key),
+            _fingerprint(request),
+            timeout=self.wait_seconds,
+            stale_after_seconds=self.stale_after_seconds,
+        )
+
+    async def complete_claim(
+        self, conn: Connection, company_id: UUID, key: str, claim: Claim, answer: Answer
+    ) -> None:
+        """Store the answer of the key `claim` owns, in the transaction of its work."""
+        assert claim.state is ClaimState.OWNED
+        await self._complete(conn, company_id, key, answer)
+
+    async def release_claim(self, company_id: UUID, key: str, claim: Claim) -> None:
+        """Nothing was done: give the key `claim` owns back, so that a retry does the work."""
+        assert claim.state is ClaimState.OWNED
+        await self._release(company_id, key)
+
     async def _complete(self, conn: Connection, company_id: UUID, key: str, answer: Answer) -> None:
         body = answer.model_dump(mode="json", by_alias=True)
         await complete(conn, company_id, key, self.status_code, body)
