@@ -108,13 +108,19 @@ class StreamedCompletion:
         self.usage: object = None
         self.done = False
         self._buffer = b""
+        self._failure: Exception | None = None  # raised once what closed before it is given
 
     @property
     def text(self) -> str:
         return self.answer.text
 
     def feed(self, data: bytes) -> list[str]:
-        """The question texts that closed in these bytes, in order."""
+        """The question texts that closed in these bytes, in order.
+
+        An event that fails the stream is raised after the questions that closed before
+        it in the same bytes were given (on the next `feed` or `finish`).
+        """
+        self._raise_failure()
         self._buffer += data
         if b"\r" in self._buffer:  # the event-stream format allows CRLF line ends
             self._buffer = self._buffer.replace(b"\r\n", b"\n")
@@ -126,8 +132,19 @@ class StreamedCompletion:
                     raise MalformedAnswer("the LLM's stream holds an event that is too large")
                 break
             event, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
-            closed.extend(self._event(event.decode("utf-8", errors="replace")))
+            try:
+                closed.extend(self._event(event.decode("utf-8", errors="replace")))
+            except (MalformedAnswer, StreamFailed) as exc:
+                if not closed:
+                    raise
+                self._failure = exc
+                break
         return closed
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     def _event(self, event: str) -> list[str]:
         data: list[str] = []
@@ -168,4 +185,5 @@ class StreamedCompletion:
 
     def finish(self) -> list[str]:
         """The stream ended: the questions not given yet, once the whole answer is read."""
+        self._raise_failure()
         return self.answer.finish()

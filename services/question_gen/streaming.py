@@ -48,7 +48,13 @@ from services.question_gen.budgets.guard import Reservation
 from services.question_gen.generation import Answer, CallLog, Tokens
 from services.question_gen.handlers import QuestionGenerator
 from services.question_gen.llm import LlmTimeout, LlmUnavailable
-from services.question_gen.metrics import FIRST_QUESTION, QUESTION_STREAMS, QUESTIONS_GENERATED
+from services.question_gen.metrics import (
+    FIRST_QUESTION,
+    LLM_CALLS,
+    LLM_TOKENS,
+    QUESTION_STREAMS,
+    QUESTIONS_GENERATED,
+)
 from services.question_gen.schemas import GenerateQuestionsRequest, GenerateQuestionsResponse
 from services.servicekit.db import is_transient
 from services.servicekit.idempotency import Claim, ClaimState
@@ -169,6 +175,7 @@ class QuestionStreams:
         delivered = list(generation.delivered)
         QUESTION_STREAMS.labels(ending.value, str(bool(delivered)).lower()).inc()
         if not delivered:
+            LLM_CALLS.labels(self.generator.writer.model, f"stream_{ending.value}").inc()
             await self._give_back(generation)
             return None
         answer = delivered_answer(generation, delivered, self.generator.writer.model)
@@ -185,7 +192,12 @@ class QuestionStreams:
                     return None
                 await asyncio.sleep(0.2 * 2**attempt)
             else:
-                QUESTIONS_GENERATED.labels(self.generator.writer.model).inc(len(delivered))
+                model = self.generator.writer.model
+                # Labelled by the configured model, as the JSON call's: each "ok" is one bill.
+                LLM_CALLS.labels(model, "ok").inc()
+                LLM_TOKENS.labels(model, "prompt").inc(answer.prompt_tokens)
+                LLM_TOKENS.labels(model, "completion").inc(answer.completion_tokens)
+                QUESTIONS_GENERATED.labels(model).inc(len(delivered))
                 return response
         return None  # unreachable
 

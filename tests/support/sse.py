@@ -20,12 +20,12 @@ class Event:
 
 async def events(response: httpx.Response) -> AsyncIterator[Event]:
     """The events of a streamed response, each as soon as its blank line has arrived."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     async for line in response.aiter_lines():
         if not line:
             if data:
                 yield Event(name, json.loads("\n".join(data)))
-            name, data = "message", []
+            name, data = "message", list[str]()
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("data:"):
