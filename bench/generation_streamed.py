@@ -30,6 +30,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from bench import harness
@@ -41,6 +42,7 @@ CONCURRENCY = 100
 FIRST_TOKEN_SECONDS = 0.3
 TOKENS_PER_SECOND = 80.0
 CHARS_PER_TOKEN = 4
+QUESTION_CHUNK_CHARS = 1000  # more than a question: one chunk each
 BAR_P99_ADDED_MS = 20.0
 BAR_CPU_RATIO = 1.3
 DESCRIPTION = "Senior backend engineer: Python, PostgreSQL, RabbitMQ, billing that is exact."
@@ -68,35 +70,32 @@ def _chunk(content: str) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def _tokens(text: str) -> list[str]:
-    return [text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def _plan() -> tuple[list[bytes], int]:
-    """The stream's chunks, and the index of the one that closes the first question
-    (its text, and so its stamp, is made when it is written)."""
-    head = '{"questions": [{"text": "'
-    first = QUESTIONS[0]
-    # The stamped chunk closes the first question: ' [t=...]"}, '.
-    rest = ", ".join(json.dumps({"text": q}) for q in QUESTIONS[1:]) + "]}"
-    pieces = [*_tokens(head + first), "<stamp>", *_tokens(rest)]
+def _plan(chunk_chars: int) -> tuple[list[bytes], int]:
+    """The stream's chunks, each of `chunk_chars` characters of a question's JSON, and the
+    index of the one that closes the first question (made, with its stamp, when written)."""
+    pieces = [*_pieces('{"questions": [{"text": "' + QUESTIONS[0], chunk_chars), "<stamp>"]
+    for question in QUESTIONS[1:]:
+        pieces += _pieces(json.dumps({"text": question}) + ", ", chunk_chars)
+    pieces[-1] = pieces[-1].removesuffix(", ")
+    pieces.append("]}")
     return [b"" if p == "<stamp>" else _chunk(p) for p in pieces], pieces.index("<stamp>")
 
 
-_CHUNKS, _STAMPED = _plan()
-_USAGE = {
-    "prompt_tokens": 120,
-    "completion_tokens": len(_CHUNKS),
-    "total_tokens": 120 + len(_CHUNKS),
-}
+_USAGE = {"prompt_tokens": 120, "completion_tokens": 180, "total_tokens": 300}
 _LAST = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "choices": [], "usage": _USAGE}
 _END_DATA = b"data: " + json.dumps(_LAST).encode() + b"\n\ndata: [DONE]\n\n"
 # The usage chunk, [DONE], and the chunked body's end.
 _END = b"%x\r\n%s\r\n0\r\n\r\n" % (len(_END_DATA), _END_DATA)
+# What the model writes, in characters, and how long that takes it.
+_ANSWER_CHARS = len(json.dumps({"questions": [{"text": q} for q in QUESTIONS]}))
+_STREAM_SECONDS = FIRST_TOKEN_SECONDS + _ANSWER_CHARS / CHARS_PER_TOKEN / TOKENS_PER_SECOND
 _STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 )
-_STREAM_SECONDS = FIRST_TOKEN_SECONDS + len(_CHUNKS) / TOKENS_PER_SECOND
 
 
 def _whole() -> bytes:
@@ -127,9 +126,12 @@ _WHOLE = _whole()
 
 
 class _StreamingFake(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, one request at a time per connection, answers as paced above."""
+    """HTTP/1.1 keep-alive, one request at a time per connection, answers as paced above:
+    a chunk of `chunk_chars` characters every `chunk_chars / 4` tokens' time."""
 
-    def __init__(self) -> None:
+    def __init__(self, chunk_chars: int) -> None:
+        self._chunks, self._stamped = _plan(chunk_chars)
+        self._gap = chunk_chars / CHARS_PER_TOKEN / TOKENS_PER_SECOND
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
@@ -168,19 +170,21 @@ class _StreamingFake(asyncio.Protocol):
     def _next(self, index: int) -> None:
         if self._transport is None:
             return
-        if index == len(_CHUNKS):
+        if index == len(self._chunks):
             self._write(_END)
             return
-        if index == _STAMPED:
+        if index == self._stamped:
             self._write(_chunk(f' [t={time.monotonic_ns()}]"}}, '))
         else:
-            self._write(_CHUNKS[index])
-        asyncio.get_running_loop().call_later(1 / TOKENS_PER_SECOND, self._next, index + 1)
+            self._write(self._chunks[index])
+        asyncio.get_running_loop().call_later(self._gap, self._next, index + 1)
 
 
-async def _serve(port: int) -> None:
+async def _serve(port: int, chunk_chars: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_StreamingFake, "127.0.0.1", port, backlog=4096)
+    server = await loop.create_server(
+        lambda: _StreamingFake(chunk_chars), "127.0.0.1", port, backlog=4096
+    )
     async with server:
         await server.serve_forever()
 
@@ -295,40 +299,63 @@ async def _round(mode: str, base: str, pid: int, dsn: str, token: str, seconds: 
     )
 
 
-async def run(profile: Profile) -> Result:
-    company = uuid.uuid4()
-    token = harness.token(company)
+def _fake(chunk_chars: int) -> tuple[harness.Process, str]:
     port = harness.free_port()
-    fake = harness.python_module(
-        "fake-llm-stream", "bench.generation_streamed", "serve", "--port", str(port)
+    process = harness.python_module(
+        f"fake-llm-stream-{chunk_chars}",
+        "bench.generation_streamed",
+        "serve",
+        "--port",
+        str(port),
+        "--chunk-chars",
+        str(chunk_chars),
     )
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def run(profile: Profile) -> Result:
+    token = harness.token(uuid.uuid4())
     seconds = max(profile.http_seconds, _STREAM_SECONDS * 3)
+    # Token by token, as OpenAI streams: the measure. A chunk a question (as a server
+    # that batches its tokens would send): for the record, what a stream costs apart
+    # from its chunks.
+    token_fake, token_url = _fake(CHARS_PER_TOKEN)
+    question_fake, question_url = _fake(QUESTION_CHUNK_CHARS)
     rounds: list[Round] = []
+    coarse: Round | None = None
     try:
-        await wait_listening(f"http://127.0.0.1:{port}", fake)
+        await wait_listening(token_url, token_fake)
+        await wait_listening(question_url, question_fake)
         async with harness.temp_database("question_gen") as dsn, harness.temp_topology() as topo:
-            env = {
-                "OPENAI_API_KEY": "bench-key",
-                "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
-                "LLM_TIMEOUT_SECONDS": "30",
-            }
-            process, base = harness.start_service("question_gen", dsn, topo, **env)
-            try:
-                await harness.wait_ready(base, process, 60)
-                for mode in ("json", "stream"):  # warm-up: connections open, code paths hot
-                    await _round(mode, base, process.pid, dsn, token, _STREAM_SECONDS * 2)
-                for number in range(profile.rounds):
-                    order = ("json", "stream") if number % 2 == 0 else ("stream", "json")
-                    for mode in order:
-                        rounds.append(await _round(mode, base, process.pid, dsn, token, seconds))
-            finally:
-                await process.stop()
+            for url in (token_url, question_url):
+                env = {
+                    "OPENAI_API_KEY": "bench-key",
+                    "OPENAI_BASE_URL": url + "/v1",
+                    "LLM_TIMEOUT_SECONDS": "30",
+                }
+                process, base = harness.start_service("question_gen", dsn, topo, **env)
+                try:
+                    await harness.wait_ready(base, process, 60)
+                    measure = partial(_round, base=base, pid=process.pid, dsn=dsn, token=token)
+                    for mode in ("json", "stream"):  # warm-up: connections open, paths hot
+                        await measure(mode, seconds=_STREAM_SECONDS * 2)
+                    if url == question_url:
+                        coarse = await measure("stream", seconds=seconds)
+                        continue
+                    for number in range(profile.rounds):
+                        order = ("json", "stream") if number % 2 == 0 else ("stream", "json")
+                        for mode in order:
+                            rounds.append(await measure(mode, seconds=seconds))
+                finally:
+                    await process.stop()
     finally:
-        await fake.stop()
-    return _result(rounds, profile)
+        await token_fake.stop()
+        await question_fake.stop()
+    assert coarse is not None
+    return _result(rounds, coarse, profile)
 
 
-def _result(rounds: list[Round], profile: Profile) -> Result:
+def _result(rounds: list[Round], coarse: Round, profile: Profile) -> Result:
     streams = [r for r in rounds if r.mode == "stream"]
     answers = [r for r in rounds if r.mode == "json"]
     added = sorted(value for r in streams for value in r.added_ms)
@@ -336,7 +363,7 @@ def _result(rounds: list[Round], profile: Profile) -> Result:
     stream_cpu = median([r.cpu_ms for r in streams])
     json_cpu = median([r.cpu_ms for r in answers])
     ratio = stream_cpu / json_cpu
-    errors = sum(r.errors for r in rounds)
+    errors = sum(r.errors for r in [*rounds, coarse])
     checks = {
         f"first question p99 added < {BAR_P99_ADDED_MS:g} ms": p99 < BAR_P99_ADDED_MS,
         f"CPU per streamed generation <= {BAR_CPU_RATIO:g}x the JSON call's": ratio
@@ -357,7 +384,10 @@ def _result(rounds: list[Round], profile: Profile) -> Result:
             "streams_measured": len(added),
             "stream_cpu_ms_rounds": [round(r.cpu_ms, 2) for r in streams],
             "json_cpu_ms_rounds": [round(r.cpu_ms, 2) for r in answers],
-            "chunks_per_stream": len(_CHUNKS) + 1,
+            "chunks_per_stream": len(_plan(CHARS_PER_TOKEN)[0]) + 1,
+            "one_chunk_a_question_stream_cpu_ms": round(coarse.cpu_ms, 2),
+            "one_chunk_a_question_ratio": round(coarse.cpu_ms / json_cpu, 2),
+            "one_chunk_a_question_added_p99_ms": round(percentile(coarse.added_ms, 99), 2),
             "stream_seconds": round(_STREAM_SECONDS, 2),
             "concurrency": CONCURRENCY,
             "errors": errors,
@@ -376,6 +406,7 @@ def main(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="the lean streaming fake LLM")
     serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--chunk-chars", type=int, default=CHARS_PER_TOKEN)
     client = commands.add_parser("client", help="closed-loop clients, JSON or streamed")
     client.add_argument("--url", required=True)
     client.add_argument("--token", required=True)
@@ -386,7 +417,7 @@ def main(argv: list[str]) -> int:
     import uvloop
 
     if args.command == "serve":
-        uvloop.run(_serve(args.port))
+        uvloop.run(_serve(args.port, args.chunk_chars))
         return 0
     report = uvloop.run(_client(args.url, args.token, args.mode, args.concurrency, args.seconds))
     print(json.dumps(report))

@@ -309,6 +309,10 @@ class GenerationStream(Response):
         recorded = await self._streams.finalise(generation, ending)
         if ending is Ending.DISCONNECTED:
             return
+        if error is None and ending is not Ending.COMPLETED:
+            error = LlmUnavailable("the service is stopping; retry in a moment")
+        elif error is None and recorded is None:  # answered, but it could not be recorded
+            error = LlmUnavailable("the generation could not be recorded; retry in a moment")
         if not self._head_sent:  # nothing was sent: the usual problem, with its status
             response = self._problem(error, recorded)
             await response(scope, receive, send)
@@ -325,8 +329,8 @@ class GenerationStream(Response):
     ) -> Response:
         """The problem that ends the stream; once questions were delivered, it says which
         generation billed them."""
-        if error is None:  # the service is stopping (or could not record what it wrote)
-            error = LlmUnavailable("the service is stopping; retry in a moment")
+        if error is None:
+            error = LlmUnavailable("the generation did not finish; retry in a moment")
         problem = _problem_of(self._streams.errors, error)
         if problem is None:
             log.error("streamed generation failed", error_type=type(error).__name__, exc_info=error)
