@@ -100,7 +100,7 @@ def streamed_story(client: httpx.Client, headers: dict[str, str]) -> None:
     rows = wait_for("the interrupted usage", lambda: usage(client, headers, draftJobId=left))
     print(
         f"   Billed what was delivered: {rows[0]['questionCount']} questions, "
-        f"${rows[0]['cost']} (the call to the LLM was cancelled)."
+        f"${rows[0]['cost']} (the call to the LLM stopped with the page)."
     )
 
 

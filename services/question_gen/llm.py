@@ -208,10 +208,11 @@ class OpenAIWriter:
         self._timeout = timeout
         self._retries = retries
         self._counter = Tokenizer(model)
+        self._loading: asyncio.Future[None] | None = None
 
-    async def start(self) -> None:
-        """Load what counting tokens needs, off the event loop, before the first request."""
-        await asyncio.to_thread(self._counter.load)
+    def start(self) -> None:
+        """Load what counting tokens needs in a thread, while the service starts serving."""
+        self._loading = asyncio.ensure_future(asyncio.to_thread(self._counter.load))
 
     @classmethod
     def from_settings(
@@ -450,4 +451,6 @@ class OpenAIWriter:
         return response.content
 
     async def close(self) -> None:
+        if self._loading is not None:
+            await self._loading  # a thread is never left running past the service
         await self._client.close()

@@ -56,7 +56,7 @@ def create_app(
         app.state.generator = generator
         app.state.streams = streams
         if isinstance(question_writer, OpenAIWriter):
-            await question_writer.start()
+            question_writer.start()
         budget.start()
         billing_events.start()
         try:

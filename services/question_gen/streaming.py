@@ -272,7 +272,10 @@ class GenerationStream(Response):
             if not flow.done():
                 self._client_left = gone.done() and not gone.cancelled()
                 flow.cancel()
-            await asyncio.shield(flow)
+            # The flow ends the response, and its finaliser is tracked apart: a flow
+            # stopped again while it records (the client left then) ends here.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(flow)
 
     async def _flow(self, scope: Scope, receive: Receive, send: Send) -> None:
         generation = self._generation

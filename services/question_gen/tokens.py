@@ -5,14 +5,18 @@ server may leave it out: the prompt and the text received are then counted
 with the model's encoding. The encodings ship inside the `bpe-openai` package
 (`tiktoken` downloads its own at first use, which an air-gapped deployment
 cannot do). Loading one takes about two seconds and 150 MB, so a process loads
-it once (`Tokenizer.load`, at start-up when the OpenAI writer is used), never
-on the request path.
+it once, in a thread of its own started with the OpenAI writer (`Tokenizer.load`),
+never on the request path and without holding start-up back; a count asked for
+before it is in memory (the first seconds of a process) is the rough rule of
+four characters a token, still marked estimated.
 """
 
 from __future__ import annotations
 
-import functools
+import threading
 from typing import Any
+
+from services.question_gen.generation import estimate_tokens
 
 # Model families and their encodings; a model we do not know is counted with the newest.
 O200K = "o200k_base"
@@ -32,11 +36,16 @@ def encoding_name(model: str) -> str:
     return O200K
 
 
-@functools.cache
-def _encoding(name: str) -> Any:
-    import bpe_openai  # heavy: its encodings load when it is imported
+_loaded: dict[str, Any] = {}
+_loading = threading.Lock()
 
-    return bpe_openai.get_encoding(name)
+
+def _load(name: str) -> None:
+    with _loading:
+        if name not in _loaded:
+            import bpe_openai  # heavy: its encodings load when it is imported
+
+            _loaded[name] = bpe_openai.get_encoding(name)
 
 
 class Tokenizer:
@@ -46,11 +55,20 @@ class Tokenizer:
         self.encoding = encoding_name(model)
 
     def load(self) -> None:
-        """Load the encoding now (once per process), so that no count waits for it."""
-        _encoding(self.encoding)
+        """Load the encoding (once per process; blocking: run it in a thread)."""
+        _load(self.encoding)
+
+    @property
+    def loaded(self) -> bool:
+        return self.encoding in _loaded
 
     def text(self, text: str) -> int:
-        return len(_encoding(self.encoding).encode_ordinary(text)) if text else 0
+        if not text:
+            return 0
+        encoding = _loaded.get(self.encoding)
+        if encoding is None:  # still loading: never wait for it on the event loop
+            return estimate_tokens(text)
+        return len(encoding.encode_ordinary(text))
 
     def prompt(self, messages: list[dict[str, str]]) -> int:
         """The prompt's tokens as the provider counts them: contents, roles, framing."""
