@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -26,6 +26,9 @@ from pydantic.alias_generators import to_camel
 INT32_MAX = 2_147_483_647
 
 TokenCount = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+# Where a generation's token figures come from.
+UsageSource = Literal["provider", "estimated"]
 
 # A UUID as browsers and libraries spell it: any case, in braces or not, `urn:uuid:` or not,
 # hyphenated as 8-4-4-4-12 or not at all.
@@ -97,6 +100,17 @@ class QuestionsGenerated(Event):
     total_tokens: TokenCount
     question_count: int = Field(ge=1, le=1_000_000)
     model: str = Field(min_length=1, max_length=50)
+    cached_prompt_tokens: TokenCount | None = Field(
+        default=None, description="Of promptTokens, those the provider served from its cache."
+    )
+    reasoning_tokens: TokenCount | None = Field(
+        default=None, description="Of completionTokens, those the model spent reasoning."
+    )
+    usage_source: UsageSource | None = Field(
+        default=None,
+        description='"provider": the token figures are the LLM provider\'s own; "estimated": '
+        "counted from the prompt and the text received (the provider sent none).",
+    )
 
     @model_validator(mode="after")
     def _names_a_job_or_draft(self) -> QuestionsGenerated:

@@ -2,11 +2,14 @@
 
 A recruiter generates questions for a draft (the front end sends the draft's
 UUID as `jobId`), billing records the draft's usage at once, the recruiter
-saves the job, and billing moves the usage onto it.
+saves the job, and billing moves the usage onto it. Then a streamed generation
+arrives question by question, and one the recruiter leaves after three
+questions is billed for those three.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -45,6 +48,60 @@ def usage(client: httpx.Client, headers: dict[str, str], **filters: str) -> list
     response.raise_for_status()
     items: list[dict[str, Any]] = response.json()["items"]
     return items
+
+
+def stream_questions(
+    client: httpx.Client, headers: dict[str, str], body: dict[str, Any], *, leave_after: int = 0
+) -> dict[str, Any] | None:
+    """Print each question as it arrives; the `done` object (None when we left early)."""
+    started = time.monotonic()
+    received = 0
+    with client.stream(
+        "POST",
+        f"{QUESTIONS_URL}/api/ai/generate-questions",
+        json=body,
+        headers={**headers, "Accept": "text/event-stream"},
+    ) as response:
+        response.raise_for_status()
+        event = ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:])
+                if event == "question":
+                    received += 1
+                    elapsed = time.monotonic() - started
+                    print(f"     {elapsed:5.2f}s  {data['index'] + 1}. {data['text']}")
+                    if received == leave_after:
+                        print(f"     (the recruiter closes the page after {received} questions)")
+                        return None
+                elif event == "done":
+                    done: dict[str, Any] = data
+                    return done
+                else:
+                    raise SystemExit(f"the stream failed: {data.get('detail')}")
+    return None
+
+
+def streamed_story(client: httpx.Client, headers: dict[str, str]) -> None:
+    draft = str(uuid.uuid4())
+    body = {"draftJobId": draft, "jobDescription": DESCRIPTION, "numberOfQuestions": 10}
+    print("\n5. Streamed (Accept: text/event-stream): each question as the model writes it.")
+    done = stream_questions(client, headers, body)
+    assert done is not None
+    print(f"   done: {done['questionCount']} questions, generation {done['generationId']}.")
+    rows = wait_for("the streamed usage", lambda: usage(client, headers, draftJobId=draft))
+    print(f"   Billed {rows[0]['questionCount']} questions, ${rows[0]['cost']}.")
+
+    left = str(uuid.uuid4())
+    print("\n6. A stream the recruiter leaves early:")
+    stream_questions(client, headers, {**body, "draftJobId": left}, leave_after=3)
+    rows = wait_for("the interrupted usage", lambda: usage(client, headers, draftJobId=left))
+    print(
+        f"   Billed what was delivered: {rows[0]['questionCount']} questions, "
+        f"${rows[0]['cost']} (the call to the LLM stopped with the page)."
+    )
 
 
 def main() -> int:
@@ -102,6 +159,7 @@ def main() -> int:
             f"4. Usage moved onto the job: {len(moved)} row(s), ${total} now on job {job['id']};"
             f" {len(usage(client, headers, draftJobId=draft))} left under the draft."
         )
+        streamed_story(client, headers)
     return 0
 
 

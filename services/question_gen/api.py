@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from contracts.events import FOUR_PLACES
 from services.question_gen.budgets.rules import BudgetExceeded, HoldLost
@@ -12,6 +12,7 @@ from services.question_gen.generation import MalformedAnswer
 from services.question_gen.handlers import GenerationNotStarted, QuestionGenerator
 from services.question_gen.llm import LlmCredentialsRefused, LlmTimeout, LlmUnavailable
 from services.question_gen.schemas import GenerateQuestionsRequest, GenerateQuestionsResponse
+from services.question_gen.streaming import EVENT_STREAM, QuestionStreams, wants_stream
 from services.servicekit.auth import AUTHENTICATED, CurrentPrincipal, ensure_company
 from services.servicekit.problems import ErrorMap, ProblemOf, documented
 
@@ -73,19 +74,48 @@ async def get_generator(request: Request) -> QuestionGenerator:
 Generator = Annotated[QuestionGenerator, Depends(get_generator)]
 
 
+async def get_streams(request: Request) -> QuestionStreams:
+    streams: QuestionStreams = request.app.state.streams
+    return streams
+
+
+Streams = Annotated[QuestionStreams, Depends(get_streams)]
+
+# The stream's answer in OpenAPI: its events, each one line of JSON.
+STREAMED = {
+    EVENT_STREAM: {
+        "schema": {"type": "string"},
+        "example": 'event: question\ndata: {"index": 0, "text": "..."}\n\n'
+        "event: done\ndata: {...the JSON answer...}\n\n",
+    }
+}
+
+
 @router.post(
     "/generate-questions",
     response_model=GenerateQuestionsResponse,
-    responses=documented(
-        ERRORS,
-        {**AUTHENTICATED, 409: "the same Idempotency-Key is still in progress"},
-    ),
+    responses={
+        200: {
+            "description": "The questions; with `Accept: text/event-stream`, a stream of "
+            "`question` events as the model writes them, then `done` (this object) or "
+            "`error` (a problem object naming what was billed)",
+            "content": STREAMED,
+        },
+        **documented(
+            ERRORS,
+            {**AUTHENTICATED, 409: "the same Idempotency-Key is still in progress"},
+        ),
+    },
 )
 async def generate_questions(
     body: GenerateQuestionsRequest,
     principal: CurrentPrincipal,
     generator: Generator,
+    streams: Streams,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> GenerateQuestionsResponse:
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> GenerateQuestionsResponse | Response:
     company_id = ensure_company(principal, body.company_id)
+    if wants_stream(accept):
+        return await streams.open(company_id, body, idempotency_key)
     return await generator.generate(company_id, body, idempotency_key)

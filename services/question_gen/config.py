@@ -33,6 +33,13 @@ class Settings(PublisherSettings):
     llm_retry_delay_seconds: float = Field(
         default=0.5, ge=0, le=10, description="First backoff when the server sets no Retry-After."
     )
+    offline_seconds_per_question: float = Field(
+        default=0.3,
+        ge=0,
+        le=5,
+        description="With no key: how long the offline writer takes over each question it "
+        "streams (about a real LLM's pace).",
+    )
     idempotency_wait_seconds: float = Field(
         default=35.0, gt=0, description="How long a retry waits for the first request to finish."
     )

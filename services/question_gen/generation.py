@@ -13,9 +13,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
-from contracts.events import INT32_MAX
+from contracts.events import INT32_MAX, UsageSource
 
 DESCRIPTION_START = "<<<JOB_DESCRIPTION"
 DESCRIPTION_END = "JOB_DESCRIPTION>>>"
@@ -66,15 +67,93 @@ class MalformedAnswer(ValueError):
 
 
 @dataclass(frozen=True)
+class Tokens:
+    """What one LLM call cost in tokens, as OpenAI reports it: `prompt` includes
+    `cached_prompt`, `completion` includes `reasoning`. `source` says whose figures
+    they are: the provider's own, or counted by us from the prompt and the text received."""
+
+    prompt: int
+    completion: int
+    cached_prompt: int | None = None
+    reasoning: int | None = None
+    source: UsageSource = "estimated"
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+class CallEnd(StrEnum):
+    """How one request to the LLM ended, whatever became of its questions."""
+
+    ANSWERED = "answered"  # the LLM finished its answer
+    FAILED = "failed"  # an error status, a broken or malformed answer
+    TIMEOUT = "timeout"  # the deadline passed
+    CANCELLED = "cancelled"  # we stopped it: the client left, or the service is stopping
+
+
+@dataclass(frozen=True)
+class LlmCall:
+    """One request that reached the LLM, however it ended, with the tokens it cost.
+
+    Each attempt is one (a retry is another call), billed or not: what the provider
+    will charge us for, and what an event about the call is built from.
+    """
+
+    model: str
+    end: CallEnd
+    tokens: Tokens
+
+    def outcome(self, billed: bool) -> str:
+        """`billed` when its questions were billed; else how it ended (an answer that
+        could not be billed, such as a malformed one, `failed`)."""
+        if billed:
+            return "billed"
+        return "failed" if self.end is CallEnd.ANSWERED else self.end.value
+
+
+# Where a writer reports each call it made, in order; the last one is the answer's.
+CallLog = list[LlmCall]
+
+
+@dataclass(frozen=True)
 class Answer:
     questions: list[str]
-    prompt_tokens: int
-    completion_tokens: int
+    tokens: Tokens
     model: str
 
     @property
+    def prompt_tokens(self) -> int:
+        return self.tokens.prompt
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.tokens.completion
+
+    @property
     def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+        return self.tokens.total
+
+
+class CountsTokens(Protocol):
+    """Counts the tokens of a prompt and of an answer's text, when the provider did not."""
+
+    def prompt(self, messages: list[dict[str, str]]) -> int: ...
+
+    def text(self, text: str) -> int: ...
+
+
+class RoughCount:
+    """About four characters a token: the offline writer's count, and any writer's last resort."""
+
+    def prompt(self, messages: list[dict[str, str]]) -> int:
+        return estimate_tokens(prompt_text(messages))
+
+    def text(self, text: str) -> int:
+        return estimate_tokens(text)
+
+
+ROUGH_COUNT = RoughCount()
 
 
 def defang(description: str) -> str:
@@ -108,31 +187,55 @@ def _json(text: str | bytes, what: str) -> Any:
         raise MalformedAnswer(f"{what} is not JSON") from exc
 
 
+class QuestionSet:
+    """The distinct questions of an answer, in the order written, at most `asked`.
+
+    A repeated question (same words, whatever the case and spacing) is not a new
+    one and is not billed again; a blank one is no question.
+    """
+
+    def __init__(self, asked: int) -> None:
+        self.asked = asked
+        self.questions: list[str] = []
+        self._seen: set[str] = set()
+
+    @property
+    def full(self) -> bool:
+        return len(self.questions) >= self.asked
+
+    def add(self, text: object) -> str | None:
+        """The question `text` makes, cleaned, if it is a new one and there is room; else None."""
+        if self.full or not isinstance(text, str):
+            return None
+        question = _clean_question(text)
+        key = " ".join(question.casefold().split())
+        if not question or key in self._seen:
+            return None
+        self._seen.add(key)
+        self.questions.append(question)
+        return question
+
+
+def question_items(data: object) -> list[Any]:
+    """The `questions` list of a parsed answer; `MalformedAnswer` when there is none."""
+    items = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise MalformedAnswer('the model\'s answer has no "questions" list')
+    return items
+
+
 def parse_questions(content: str | None, asked: int) -> list[str]:
     """The distinct questions in the model's answer, at most `asked`; unusable raises."""
     if not isinstance(content, str) or not content.strip():
         raise MalformedAnswer("the model returned no content")
-    data = _json(content, "the model's answer")
-    items = data.get("questions") if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        raise MalformedAnswer('the model\'s answer has no "questions" list')
-    questions: list[str] = []
-    seen: set[str] = set()
-    for item in items:
-        text = item.get("text") if isinstance(item, dict) else None
-        if not isinstance(text, str):
-            continue
-        question = _clean_question(text)
-        # A repeated question is not a new one, and is not billed again.
-        key = " ".join(question.casefold().split())
-        if question and key not in seen:
-            seen.add(key)
-            questions.append(question)
-        if len(questions) == asked:
+    found = QuestionSet(asked)
+    for item in question_items(_json(content, "the model's answer")):
+        found.add(item.get("text") if isinstance(item, dict) else None)
+        if found.full:
             break
-    if not questions:
+    if not found.questions:
         raise MalformedAnswer("the model's answer has no questions")
-    return questions
+    return found.questions
 
 
 def _token_count(value: object) -> int | None:
@@ -146,12 +249,55 @@ def _model_name(value: object, requested: str) -> str:
     return (_CONTROL_CHARACTERS.sub("", name) or requested)[:MAX_MODEL_LENGTH]
 
 
+def model_name(value: object, requested: str) -> str:
+    """The model the server says answered, fit for the event; else the one we asked for."""
+    return _model_name(value, requested)
+
+
+def _detail(usage: Mapping[str, Any], details: str, name: str) -> int | None:
+    section = usage.get(details)
+    return _token_count(section.get(name)) if isinstance(section, Mapping) else None
+
+
+def call_tokens(
+    usage: object,
+    *,
+    prompt: list[dict[str, str]],
+    text: str,
+    counter: CountsTokens = ROUGH_COUNT,
+) -> Tokens:
+    """The call's tokens: the provider's `usage` when it gave both counts, with its cached
+    and reasoning details; what it left out or garbled counted from the prompt and the
+    text received, and then the whole marked "estimated"."""
+    usage = usage if isinstance(usage, Mapping) else {}
+    prompt_tokens = _token_count(usage.get("prompt_tokens"))
+    completion_tokens = _token_count(usage.get("completion_tokens"))
+    if prompt_tokens is not None and completion_tokens is not None:
+        return Tokens(
+            prompt=prompt_tokens,
+            completion=completion_tokens,
+            cached_prompt=_detail(usage, "prompt_tokens_details", "cached_tokens"),
+            reasoning=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
+            source="provider",
+        )
+    return Tokens(
+        prompt=prompt_tokens if prompt_tokens is not None else counter.prompt(prompt),
+        completion=completion_tokens if completion_tokens is not None else counter.text(text),
+        source="estimated",
+    )
+
+
 def read_completion(
-    body: bytes, asked: int, *, requested_model: str, prompt: list[dict[str, str]]
+    body: bytes,
+    asked: int,
+    *,
+    requested_model: str,
+    prompt: list[dict[str, str]],
+    counter: CountsTokens = ROUGH_COUNT,
 ) -> Answer:
     """A Chat Completions response body, as sent: `choices[0].message.content` and `usage`.
 
-    Token counts the server leaves out or garbles are estimated, as offline; they
+    Token counts the server leaves out or garbles are counted (`call_tokens`); they
     are recorded, never priced.
     """
     data = _json(body, "the LLM's response")
@@ -167,18 +313,9 @@ def read_completion(
         raise MalformedAnswer("the LLM refused to answer")
     content = message.get("content")
     questions = parse_questions(content, asked)
-    usage = data.get("usage")
-    usage = usage if isinstance(usage, Mapping) else {}
-    prompt_tokens = _token_count(usage.get("prompt_tokens"))
-    completion_tokens = _token_count(usage.get("completion_tokens"))
     return Answer(
         questions=questions,
-        prompt_tokens=prompt_tokens
-        if prompt_tokens is not None
-        else estimate_tokens(prompt_text(prompt)),
-        completion_tokens=completion_tokens
-        if completion_tokens is not None
-        else estimate_tokens(str(content)),
+        tokens=call_tokens(data.get("usage"), prompt=prompt, text=str(content), counter=counter),
         model=_model_name(data.get("model"), requested_model),
     )
 

@@ -54,11 +54,14 @@ def generation_event(
         company_id=company_id,
         job_id=request.job_id,
         draft_job_id=request.draft_job_id,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        total_tokens=answer.total_tokens,
+        prompt_tokens=answer.tokens.prompt,
+        completion_tokens=answer.tokens.completion,
+        total_tokens=answer.tokens.total,
         question_count=len(answer.questions),
         model=answer.model,
+        cached_prompt_tokens=answer.tokens.cached_prompt,
+        reasoning_tokens=answer.tokens.reasoning,
+        usage_source=answer.tokens.source,
     )
 
 
@@ -86,7 +89,7 @@ class QuestionGenerator:
     budget: BudgetGuard
 
     @property
-    def _replay(self) -> Idempotent[GenerateQuestionsResponse]:
+    def replay(self) -> Idempotent[GenerateQuestionsResponse]:
         return Idempotent(
             self.pool,
             GenerateQuestionsResponse,
@@ -114,7 +117,7 @@ class QuestionGenerator:
         recorded: list[UUID] = []
 
         async def ask() -> tuple[Answer, Reservation | None]:
-            reservation = await self._reserve(company_id, request)
+            reservation = await self.reserve(company_id, request)
             if reservation is not None:
                 held.append(reservation)
             return await self._ask(request), reservation
@@ -123,30 +126,31 @@ class QuestionGenerator:
             conn: Connection, asked: tuple[Answer, Reservation | None]
         ) -> GenerateQuestionsResponse:
             answer, reservation = asked
-            response = await self._record(conn, company_id, request, answer, reservation)
+            response = await self.record(conn, company_id, request, answer, reservation)
             recorded.append(response.generation_id)
             return response
 
         try:
-            response = await self._replay.run_slow(
-                company_id, idempotency_key, request, ask, record
-            )
+            response = await self.replay.run_slow(company_id, idempotency_key, request, ask, record)
         except BaseException:
             # Nothing was recorded: the reservation goes back (once the request's own
             # connection is back in the pool: a second one is never awaited while holding it).
             for reservation in held:
-                await self.budget.release(reservation)
+                await self.release(reservation)
             raise
         if held and (not recorded or recorded[-1] != response.generation_id):
             # The answer is another request's with this key (it took ours over): what this
             # one recorded rolled back, and its reservation settled nothing.
             for reservation in held:
-                await self.budget.release(reservation)
+                await self.release(reservation)
         return response
 
-    async def _reserve(
+    async def reserve(
         self, company_id: UUID, request: GenerateQuestionsRequest
     ) -> Reservation | None:
+        """Hold the request's worst case before the LLM is called (`BudgetExceeded` if it
+        does not fit); the JSON call and the stream alike. Within `wait_before_llm_seconds`
+        (a connection and the reservation): else `GenerationNotStarted`."""
         wait = self.settings.wait_before_llm_seconds
         try:
             async with asyncio.timeout(wait):
@@ -154,27 +158,38 @@ class QuestionGenerator:
         except TimeoutError as exc:
             raise GenerationNotStarted(wait) from exc
 
+    async def release(self, reservation: Reservation) -> None:
+        """Nothing was recorded: the reservation goes back."""
+        await self.budget.release(reservation)
+
     async def _ask(self, request: GenerateQuestionsRequest) -> Answer:
         with observe_llm_call(self.writer.model) as call:
             answer = await self.writer.write(request.job_description, request.number_of_questions)
             call.record(answer)
         return answer
 
-    async def _record(
+    async def record(
         self,
         conn: Connection,
         company_id: UUID,
         request: GenerateQuestionsRequest,
         answer: Answer,
         reservation: Reservation | None,
+        *,
+        stream_end: str | None = None,
     ) -> GenerateQuestionsResponse:
+        """The generation row and its event, settling its reservation: what is billed."""
         event = generation_event(company_id, request, answer)
         # Every row carries its cost, counted in its period whether or not the company has a
         # limit; under a limit it also settles its reservation. Written with the row and its
         # event in one statement (`HoldLost`, nothing written, if the reservation is gone).
         settles = await self.budget.settlement(conn, reservation, event)
         await store.record_generation(
-            conn, event, correlation_id=current_correlation_id(), settles=settles
+            conn,
+            event,
+            correlation_id=current_correlation_id(),
+            settles=settles,
+            stream_end=stream_end,
         )
         log.info(
             "questions generated",

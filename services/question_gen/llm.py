@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,11 +27,20 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 from services.question_gen.generation import (
     RESPONSE_FORMAT,
     Answer,
+    CallEnd,
+    CallLog,
+    LlmCall,
     MalformedAnswer,
+    QuestionSet,
+    Tokens,
+    call_tokens,
+    model_name,
     prompt_messages,
     read_completion,
 )
 from services.question_gen.metrics import LLM_CREDENTIALS_REFUSED, LLM_RETRIES
+from services.question_gen.streamed_answer import StreamedCompletion, StreamFailed
+from services.question_gen.tokens import Tokenizer
 
 # What the LLM's server may answer and still answer well a moment later.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -68,12 +77,48 @@ class LlmCredentialsRefused(Exception):
         self.status = status
 
 
+# Takes one question as soon as it is written (the stream writes it to the client).
+Deliver = Callable[[str], Awaitable[None]]
+
+
 class QuestionWriter(Protocol):
     model: str
 
-    async def write(self, description: str, count: int) -> Answer: ...
+    async def write(self, description: str, count: int, calls: CallLog | None = None) -> Answer: ...
+
+    async def stream(
+        self, description: str, count: int, deliver: Deliver, calls: CallLog | None = None
+    ) -> Answer: ...
 
     async def close(self) -> None: ...
+
+
+class _Retryable(Exception):
+    """A failure another attempt may not have."""
+
+    def __init__(
+        self, failure: LlmUnavailable, retry_after: float | None, reason: str, cause: Exception
+    ) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+        self.retry_after = retry_after
+        self.reason = reason
+        self.cause = cause
+
+
+# A call the provider refused before doing any work: it charges nothing for it.
+NO_TOKENS = Tokens(prompt=0, completion=0)
+
+
+def _log_call(calls: CallLog | None, model: str, end: CallEnd, tokens: Tokens) -> None:
+    if calls is not None:
+        calls.append(LlmCall(model=model, end=end, tokens=tokens))
+
+
+async def _deliver_new(found: QuestionSet, text: str, deliver: Deliver) -> None:
+    question = found.add(text)
+    if question is not None:
+        await deliver(question)
 
 
 class RequestBody:
@@ -83,8 +128,11 @@ class RequestBody:
     with the questions' schema, the messages.
     """
 
-    def __init__(self, model: str) -> None:
-        fixed = json.dumps({"model": model, "response_format": RESPONSE_FORMAT})
+    def __init__(self, model: str, *, stream: bool = False) -> None:
+        fields: dict[str, object] = {"model": model, "response_format": RESPONSE_FORMAT}
+        if stream:  # the provider's usage arrives as the stream's last chunk
+            fields |= {"stream": True, "stream_options": {"include_usage": True}}
+        fixed = json.dumps(fields)
         self._head = fixed[:-1] + ', "messages": '  # the object, left open for the messages
 
     def encode(self, messages: list[dict[str, str]]) -> bytes:
@@ -156,8 +204,15 @@ class OpenAIWriter:
         self._client = client
         self.model = model
         self._body = RequestBody(model)
+        self._stream_body = RequestBody(model, stream=True)
         self._timeout = timeout
         self._retries = retries
+        self._counter = Tokenizer(model)
+        self._loading: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        """Load what counting tokens needs in a thread, while the service starts serving."""
+        self._loading = asyncio.ensure_future(asyncio.to_thread(self._counter.load))
 
     @classmethod
     def from_settings(
@@ -191,44 +246,178 @@ class OpenAIWriter:
         policy = RetryPolicy(max_retries=max_retries, initial_delay=retry_delay)
         return cls(client, model, timeout=timeout, retries=policy)
 
-    async def write(self, description: str, count: int) -> Answer:
+    async def write(self, description: str, count: int, calls: CallLog | None = None) -> Answer:
         messages = prompt_messages(description, count)
+        return await self._with_retries(
+            lambda deadline: self._answer(messages, count, deadline, calls),
+            may_retry=lambda: True,
+        )
+
+    async def stream(
+        self, description: str, count: int, deliver: Deliver, calls: CallLog | None = None
+    ) -> Answer:
+        """The questions handed to `deliver` one by one, each as soon as the model has
+        written it; the answer once the stream is complete.
+
+        The same deadline as `write` bounds the whole stream, `deliver` included: a
+        stream that trickles is cut there (`LlmTimeout`). A failure is retried only
+        while nothing was delivered; after that it is raised, and the questions
+        delivered stay delivered. Cancelled (the client left), the request to the
+        LLM is closed at once, so the provider stops writing too.
+        """
+        messages = prompt_messages(description, count)
+        found = QuestionSet(count)
+        return await self._with_retries(
+            lambda deadline: self._stream(messages, found, deliver, deadline, calls),
+            may_retry=lambda: not found.questions,
+        )
+
+    async def _with_retries(
+        self, attempt: Callable[[float], Awaitable[Answer]], *, may_retry: Callable[[], bool]
+    ) -> Answer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         retries_taken = 0
         while True:
-            error: Exception
+            failure: LlmUnavailable
+            error: BaseException
             try:
-                body = await self._attempt(messages, deadline)
-                return read_completion(body, count, requested_model=self.model, prompt=messages)
-            except (TimeoutError, openai.APITimeoutError) as exc:
-                if timed_out(exc):
-                    raise LlmTimeout(f"the LLM did not answer within {self._timeout:g}s") from exc
-                failure = LlmUnavailable("the LLM is unreachable")
-                retry_after, reason, error = None, "connection", exc
-            except openai.APIConnectionError as exc:
-                failure = LlmUnavailable("the LLM is unreachable")
-                retry_after, reason, error = None, "connection", exc
-            except openai.APIStatusError as exc:
-                if exc.status_code in CREDENTIALS_REFUSED_STATUSES:
-                    raise self._refused(exc.status_code) from exc
-                if not is_retryable(exc.status_code):
-                    raise MalformedAnswer(
-                        f"the LLM rejected the request ({exc.status_code})"
-                    ) from exc
-                limited = exc.status_code == 429
-                failure = LlmUnavailable(
-                    "the LLM is rate limited" if limited else f"the LLM failed ({exc.status_code})"
+                return await attempt(deadline)
+            except _Retryable as retryable:
+                failure, retry_after, reason, error = (
+                    retryable.failure,
+                    retryable.retry_after,
+                    retryable.reason,
+                    retryable.cause,
                 )
-                retry_after, reason = server_retry_after(exc.response.headers), str(exc.status_code)
-                error = exc
+            except (TimeoutError, openai.APITimeoutError, httpx2.TimeoutException) as exc:
+                if loop.time() >= deadline or timed_out(exc):
+                    raise LlmTimeout(f"the LLM did not answer within {self._timeout:g}s") from exc
+                # The transport reports a refused or dropped connection as a timeout.
+                failure = LlmUnavailable("the LLM is unreachable")
+                retry_after, reason, error = None, "connection", exc
             wait = self._retries.delay(retries_taken, retry_after)
-            if retries_taken >= self._retries.max_retries or loop.time() + wait >= deadline:
+            if (
+                not may_retry()
+                or retries_taken >= self._retries.max_retries
+                or loop.time() + wait >= deadline
+            ):
                 failure.retry_after = max(1, math.ceil(wait))
                 raise failure from error
             LLM_RETRIES.labels(self.model, reason).inc()
             retries_taken += 1
             await asyncio.sleep(wait)
+
+    def _failure(self, exc: Exception) -> Exception:
+        """What a failed request is: `_Retryable`, or the error to raise at once."""
+        if isinstance(exc, openai.APIStatusError):
+            if exc.status_code in CREDENTIALS_REFUSED_STATUSES:
+                return self._refused(exc.status_code)
+            if not is_retryable(exc.status_code):
+                return MalformedAnswer(f"the LLM rejected the request ({exc.status_code})")
+            limited = exc.status_code == 429
+            failure = LlmUnavailable(
+                "the LLM is rate limited" if limited else f"the LLM failed ({exc.status_code})"
+            )
+            retry_after = server_retry_after(exc.response.headers)
+            return _Retryable(failure, retry_after, str(exc.status_code), exc)
+        if isinstance(exc, StreamFailed):
+            return _Retryable(LlmUnavailable(f"the LLM failed: {exc}"), None, "stream", exc)
+        # Unreachable, or the connection dropped mid-answer.
+        return _Retryable(LlmUnavailable("the LLM is unreachable"), None, "connection", exc)
+
+    async def _answer(
+        self, messages: list[dict[str, str]], count: int, deadline: float, calls: CallLog | None
+    ) -> Answer:
+        """One request for the whole answer; each call that reached the provider is logged."""
+        try:
+            body = await self._attempt(messages, deadline)
+        except (TimeoutError, openai.APITimeoutError) as exc:
+            if timed_out(exc):
+                _log_call(calls, self.model, CallEnd.TIMEOUT, self._tokens(None, messages, ""))
+            raise
+        except openai.APIStatusError as exc:
+            _log_call(calls, self.model, CallEnd.FAILED, NO_TOKENS)
+            raise self._failure(exc) from exc
+        except openai.APIConnectionError as exc:  # never reached the provider: no call
+            raise self._failure(exc) from exc
+        except asyncio.CancelledError:
+            _log_call(calls, self.model, CallEnd.CANCELLED, self._tokens(None, messages, ""))
+            raise
+        try:
+            answer = read_completion(
+                body, count, requested_model=self.model, prompt=messages, counter=self._counter
+            )
+        except MalformedAnswer:
+            _log_call(calls, self.model, CallEnd.FAILED, self._tokens(None, messages, ""))
+            raise
+        _log_call(calls, answer.model, CallEnd.ANSWERED, answer.tokens)
+        return answer
+
+    async def _stream(
+        self,
+        messages: list[dict[str, str]],
+        found: QuestionSet,
+        deliver: Deliver,
+        deadline: float,
+        calls: CallLog | None,
+    ) -> Answer:
+        """One streamed request; each call that reached the provider is logged, however
+        it ended, with the provider's usage when it came, else the tokens counted."""
+        reading = StreamedCompletion()
+        end: CallEnd | None = CallEnd.CANCELLED
+        try:
+            async with asyncio.timeout_at(deadline):
+                try:
+                    # The SDK's request path (base URL, key, headers, status errors) with
+                    # the body serialized once; the events are read as they arrive.
+                    response = await self._client.post(
+                        CHAT_COMPLETIONS_PATH,
+                        cast_to=httpx2.Response,
+                        content=self._stream_body.encode(messages),
+                        stream=True,
+                        options={"timeout": deadline - asyncio.get_running_loop().time()},
+                    )
+                except openai.APIStatusError as exc:
+                    end = CallEnd.FAILED
+                    raise self._failure(exc) from exc
+                except openai.APIConnectionError as exc:
+                    if not (isinstance(exc, openai.APITimeoutError) and timed_out(exc)):
+                        end = None  # never reached the provider: no call
+                        raise self._failure(exc) from exc
+                    raise
+                try:
+                    async for data in response.aiter_bytes():
+                        for text in reading.feed(data):
+                            await _deliver_new(found, text, deliver)
+                    for text in reading.finish():
+                        await _deliver_new(found, text, deliver)
+                finally:
+                    await response.aclose()
+            end = CallEnd.ANSWERED
+        except (TimeoutError, openai.APITimeoutError, httpx2.TimeoutException):
+            end = CallEnd.TIMEOUT if end is not None else None
+            raise
+        except (MalformedAnswer, _Retryable):
+            end = CallEnd.FAILED if end is not None else None
+            raise
+        except (StreamFailed, httpx2.TransportError) as exc:
+            end = CallEnd.FAILED
+            raise self._failure(exc) from exc
+        finally:
+            if end is not None:
+                tokens = self._tokens(reading.usage, messages, reading.text)
+                _log_call(calls, model_name(reading.model, self.model), end, tokens)
+        if not found.questions:
+            raise MalformedAnswer("the model's answer has no questions")
+        return Answer(
+            questions=found.questions,
+            tokens=self._tokens(reading.usage, messages, reading.text),
+            model=model_name(reading.model, self.model),
+        )
+
+    def _tokens(self, usage: object, messages: list[dict[str, str]], text: str) -> Tokens:
+        return call_tokens(usage, prompt=messages, text=text, counter=self._counter)
 
     def _refused(self, status: int) -> LlmCredentialsRefused:
         """Counted and logged once per refusal: no retry hides it."""
@@ -262,4 +451,6 @@ class OpenAIWriter:
         return response.content
 
     async def close(self) -> None:
+        if self._loading is not None:
+            await self._loading  # a thread is never left running past the service
         await self._client.close()

@@ -14,6 +14,7 @@ from services.question_gen.config import Settings
 from services.question_gen.handlers import QuestionGenerator
 from services.question_gen.llm import OpenAIWriter, QuestionWriter
 from services.question_gen.offline import OfflineWriter
+from services.question_gen.streaming import QuestionStreams
 from services.servicekit.http import service_app
 from services.servicekit.runtime import PublisherRuntime, publisher_runtime
 
@@ -22,7 +23,7 @@ SERVICE = "question_gen"
 
 def make_writer(settings: Settings) -> QuestionWriter:
     if not settings.uses_openai:
-        return OfflineWriter()
+        return OfflineWriter(settings.offline_seconds_per_question)
     assert settings.openai_api_key is not None
     return OpenAIWriter.from_settings(
         api_key=settings.openai_api_key.get_secret_value(),
@@ -50,12 +51,19 @@ def create_app(
         billing_events = BillingEventsConsumer(
             runtime.pool, runtime.broker, runtime.topology, on_change=budget.forget
         )
-        app.state.generator = QuestionGenerator(runtime.pool, question_writer, settings, budget)
+        generator = QuestionGenerator(runtime.pool, question_writer, settings, budget)
+        streams = QuestionStreams(generator, ERRORS)
+        app.state.generator = generator
+        app.state.streams = streams
+        if isinstance(question_writer, OpenAIWriter):
+            question_writer.start()
         budget.start()
         billing_events.start()
         try:
             yield
         finally:
+            # Streams still running end now and are recorded before anything closes.
+            await streams.drain()
             await billing_events.stop()
             await budget.stop()
             await question_writer.close()

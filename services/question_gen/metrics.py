@@ -59,3 +59,16 @@ def observe_llm_call(model: str) -> Iterator[LlmCall]:
         LLM_TOKENS.labels(model, "prompt").inc(answer.prompt_tokens)
         LLM_TOKENS.labels(model, "completion").inc(answer.completion_tokens)
         QUESTIONS_GENERATED.labels(model).inc(len(answer.questions))
+
+
+QUESTION_STREAMS = Counter(
+    "question_streams_total",
+    "Streamed generations, by what ended them (completed, disconnected, failed, timeout, "
+    "stopped) and whether any question was delivered (and so billed).",
+    ["ending", "billed"],
+)
+FIRST_QUESTION = Histogram(
+    "question_stream_first_question_seconds",
+    "From a stream's request to its first question written to the client.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30),
+)

@@ -6,15 +6,21 @@ description, and token counts are estimated as an LLM would have counted them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
 from services.question_gen.generation import (
     Answer,
+    CallEnd,
+    CallLog,
+    LlmCall,
+    Tokens,
     estimate_tokens,
     prompt_messages,
     prompt_text,
 )
+from services.question_gen.llm import Deliver
 
 STOPWORDS = frozenset(
     (
@@ -67,19 +73,57 @@ def offline_answer(description: str, count: int) -> Answer:
     completion = json.dumps({"questions": [{"text": text} for text in questions]})
     return Answer(
         questions=questions,
-        prompt_tokens=estimate_tokens(prompt),
-        completion_tokens=estimate_tokens(completion),
+        tokens=Tokens(prompt=estimate_tokens(prompt), completion=estimate_tokens(completion)),
         model="offline",
     )
 
 
+# How long the offline writer takes over a question when it streams: about what a real
+# LLM takes (ten questions in three seconds), so that `make dev` shows a stream arriving.
+OFFLINE_SECONDS_PER_QUESTION = 0.3
+
+
 class OfflineWriter:
-    """Deterministic questions from the description, for laptops with no account."""
+    """Deterministic questions from the description, for laptops with no account.
+
+    Asked for the whole answer it answers at once; streamed, it writes one question
+    every `seconds_per_question`, as an LLM would.
+    """
 
     model = "offline"
 
-    async def write(self, description: str, count: int) -> Answer:
-        return offline_answer(description, count)
+    def __init__(self, seconds_per_question: float = OFFLINE_SECONDS_PER_QUESTION) -> None:
+        self.seconds_per_question = seconds_per_question
+
+    async def write(self, description: str, count: int, calls: CallLog | None = None) -> Answer:
+        answer = offline_answer(description, count)
+        _log(calls, CallEnd.ANSWERED, answer.tokens)
+        return answer
+
+    async def stream(
+        self, description: str, count: int, deliver: Deliver, calls: CallLog | None = None
+    ) -> Answer:
+        answer = offline_answer(description, count)
+        written: list[str] = []
+        end = CallEnd.CANCELLED
+        try:
+            for question in answer.questions:
+                await asyncio.sleep(self.seconds_per_question)
+                written.append(question)
+                await deliver(question)
+            end = CallEnd.ANSWERED
+        finally:
+            tokens = answer.tokens
+            if end is not CallEnd.ANSWERED:  # what was written before it stopped
+                text = json.dumps({"questions": [{"text": text} for text in written]})
+                tokens = Tokens(prompt=tokens.prompt, completion=estimate_tokens(text))
+            _log(calls, end, tokens)
+        return answer
 
     async def close(self) -> None:
         return None
+
+
+def _log(calls: CallLog | None, end: CallEnd, tokens: Tokens) -> None:
+    if calls is not None:
+        calls.append(LlmCall(model=OfflineWriter.model, end=end, tokens=tokens))

@@ -30,9 +30,10 @@ spent AS (
 RECORD_GENERATION = """
 INSERT INTO generations (
     id, company_id, job_id, draft_job_id, question_count,
-    prompt_tokens, completion_tokens, total_tokens, model, created_at, reservation_id, cost
+    prompt_tokens, completion_tokens, total_tokens, model, created_at, reservation_id, cost,
+    cached_prompt_tokens, reasoning_tokens, usage_source, stream_end
 )
-SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM recordable
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16, $17 FROM recordable
 RETURNING id
 """
 
@@ -43,10 +44,12 @@ async def record_generation(
     *,
     correlation_id: str | None,
     settles: Settlement,
+    stream_end: str | None = None,
 ) -> None:
     """The generation row, its spend and its QuestionsGenerated event: one round trip, atomic.
 
-    `HoldLost` when its reservation is gone: nothing is written.
+    `HoldLost` when its reservation is gone: nothing is written. `stream_end`: for a
+    streamed generation, what ended the stream (see migration 0005).
     """
     arguments = (
         event.event_id,
@@ -62,6 +65,10 @@ async def record_generation(
         settles.reservation_id,
         settles.cost,
         settles.period,
+        event.cached_prompt_tokens,
+        event.reasoning_tokens,
+        event.usage_source,
+        stream_end,
     )
     written = await outbox.write_with_event(
         conn,

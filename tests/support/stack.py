@@ -6,6 +6,8 @@ see each other's rows or messages.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -48,6 +51,7 @@ def question_settings(dbs: ServiceDatabases, prefix: str, **overrides: Any) -> Q
         **common_settings(prefix),
         "QUESTION_GEN_DATABASE_URL": dbs.question_gen,
         "openai_api_key": None,
+        "offline_seconds_per_question": 0.0,
         "outbox_sweep_interval_seconds": 0.5,
     }
     return QuestionSettings(**{**values, **overrides})
@@ -85,6 +89,32 @@ async def running(
                 timeout=30,
             )
         yield client
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """The app under uvicorn on a loopback port, in this event loop, lifespan included:
+    a real HTTP server, for what an in-process transport cannot show (a response that
+    streams, a client that disconnects). Its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(
+            lambda: asyncio.sleep(0, server.started or serving.done()), timeout=30, interval=0.02
+        )
+        if serving.done():
+            await serving  # it failed to start: raise why
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
 
 
 @dataclass
@@ -142,7 +172,10 @@ async def start_stack(
     question_overrides: dict[str, Any] | None = None,
     jobs_overrides: dict[str, Any] | None = None,
     billing_overrides: dict[str, Any] | None = None,
+    serve_questions: bool = False,
 ) -> AsyncIterator[Stack]:
+    """The services in-process; with `serve_questions`, the question service under a real
+    uvicorn server on loopback (`stack.questions` then talks to it over TCP)."""
     stack = Stack(dbs=dbs, topology=Topology(prefix))
     async with AsyncExitStack() as exits:
         if "billing" in services:  # first, so that its consumer is there for the others' events
@@ -156,9 +189,19 @@ async def start_stack(
                 question_settings(dbs, prefix, **(question_overrides or {})), writer=writer
             )
             stack.apps["question_gen"] = app
-            stack.clients["question_gen"] = await exits.enter_async_context(
-                running(app, "http://questions")
-            )
+            if serve_questions:
+                url = await exits.enter_async_context(served(app))
+                client = httpx.AsyncClient(base_url=url, timeout=60)
+                stack.clients["question_gen"] = await exits.enter_async_context(client)
+                await eventually(
+                    lambda: client.get("/readyz"),
+                    until=lambda response: response.status_code == 200,
+                    timeout=30,
+                )
+            else:
+                stack.clients["question_gen"] = await exits.enter_async_context(
+                    running(app, "http://questions")
+                )
         if "jobs" in services:
             app = create_jobs(jobs_settings(dbs, prefix, **(jobs_overrides or {})))
             stack.apps["jobs"] = app

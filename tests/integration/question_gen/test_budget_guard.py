@@ -20,7 +20,8 @@ from services.question_gen import store as generations
 from services.question_gen.budgets import store
 from services.question_gen.budgets.guard import BudgetGuard, Reservation
 from services.question_gen.budgets.rules import BudgetExceeded, HoldLost
-from services.question_gen.generation import Answer, MalformedAnswer
+from services.question_gen.generation import Answer, CallLog, MalformedAnswer
+from services.question_gen.llm import Deliver
 from services.servicekit import db
 from tests.support.auth import bearer
 from tests.support.broker import declare_topology_at, publish_events
@@ -259,7 +260,12 @@ async def test_terms_are_remembered_for_the_refresh_interval(
 class FailingWriter:
     model = "failing"
 
-    async def write(self, description: str, count: int) -> Answer:
+    async def write(self, description: str, count: int, calls: CallLog | None = None) -> Answer:
+        raise MalformedAnswer("not JSON")
+
+    async def stream(
+        self, description: str, count: int, deliver: Deliver, calls: CallLog | None = None
+    ) -> Answer:
         raise MalformedAnswer("not JSON")
 
     async def close(self) -> None:

@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 
 from services.question_gen.budgets.guard import BudgetGuard
-from services.question_gen.generation import Answer, MalformedAnswer
+from services.question_gen.generation import Answer, CallLog, MalformedAnswer, Tokens
 from services.question_gen.handlers import GenerationNotStarted, QuestionGenerator
+from services.question_gen.llm import Deliver
 from services.question_gen.schemas import GenerateQuestionsRequest
 from services.servicekit import db
 from tests.support.databases import ServiceDatabases
@@ -41,7 +42,7 @@ class HeldWriter:
         self.let_go = [asyncio.Event() for _ in range(held)]
         self.failing = failing
 
-    async def write(self, description: str, count: int) -> Answer:
+    async def write(self, description: str, count: int, calls: CallLog | None = None) -> Answer:
         self.calls += 1
         call = self.calls
         if call <= len(self.asked):
@@ -49,7 +50,12 @@ class HeldWriter:
             await self.let_go[call - 1].wait()
         if call in self.failing:
             raise MalformedAnswer("not JSON")
-        return Answer([f"question {n}" for n in range(count)], 10, 20, self.model)
+        return Answer([f"question {n}" for n in range(count)], Tokens(10, 20), self.model)
+
+    async def stream(
+        self, description: str, count: int, deliver: Deliver, calls: CallLog | None = None
+    ) -> Answer:
+        raise NotImplementedError("the JSON call only")
 
     async def close(self) -> None:
         return None

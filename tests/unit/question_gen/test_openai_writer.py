@@ -21,9 +21,16 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from services.question_gen.generation import RESPONSE_FORMAT, prompt_messages
+from services.question_gen.generation import (
+    RESPONSE_FORMAT,
+    CallEnd,
+    CallLog,
+    Tokens,
+    prompt_messages,
+)
 from services.question_gen.llm import (
     LlmCredentialsRefused,
+    LlmUnavailable,
     OpenAIWriter,
     RequestBody,
     RetryPolicy,
@@ -134,3 +141,97 @@ def test_timeouts_are_timeouts() -> None:
     assert timed_out(sdk_timeout(aiohttp.ConnectionTimeoutError()))
     assert timed_out(sdk_timeout())
     assert timed_out(TimeoutError())
+
+
+# Streamed: the same request streamed, questions delivered as they close.
+
+
+def sse(*payloads: object) -> bytes:
+    return b"".join(b"data: " + json.dumps(p).encode() + b"\n\n" for p in payloads)
+
+
+def content_chunks(content: str, size: int = 5) -> list[object]:
+    return [
+        {"model": "m-1", "choices": [{"index": 0, "delta": {"content": content[i : i + size]}}]}
+        for i in range(0, len(content), size)
+    ]
+
+
+QUESTIONS_CONTENT = json.dumps({"questions": [{"text": t} for t in ("A?", "B?", "A?", "C?")]})
+USAGE_CHUNK = {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 20}}
+
+
+def streaming(*bodies: bytes | int) -> tuple[AsyncOpenAI, list[dict[str, Any]]]:
+    """An SDK client whose server answers each request with the next body (or status)."""
+    answers = list(bodies)
+    seen: list[dict[str, Any]] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        seen.append(json.loads(request.content))
+        body = answers.pop(0)
+        if isinstance(body, int):
+            return httpx2.Response(body, json={"error": {"message": "no"}})
+        return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    return sdk_client(handle), seen
+
+
+async def test_a_stream_asks_for_usage_and_delivers_distinct_questions() -> None:
+    client, seen = streaming(
+        sse(*content_chunks(QUESTIONS_CONTENT), USAGE_CHUNK) + b"data: [DONE]\n\n"
+    )
+    writer = OpenAIWriter(client, MODEL, timeout=5, retries=RetryPolicy(max_retries=0))
+    delivered: list[str] = []
+    calls: CallLog = []
+
+    async def deliver(question: str) -> None:
+        delivered.append(question)
+
+    answer = await writer.stream(DESCRIPTION, 3, deliver, calls)
+
+    assert delivered == answer.questions == ["A?", "B?", "C?"]
+    assert answer.tokens == Tokens(prompt=50, completion=20, source="provider")
+    assert answer.model == "m-1"
+    [call] = calls
+    assert (call.end, call.tokens, call.model) == (CallEnd.ANSWERED, answer.tokens, "m-1")
+    messages = prompt_messages(DESCRIPTION, 3)
+    assert seen == [
+        {
+            "model": MODEL,
+            "response_format": RESPONSE_FORMAT,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": messages,
+        }
+    ]
+
+
+async def test_a_stream_is_retried_only_while_nothing_was_delivered() -> None:
+    broken = sse(*content_chunks(QUESTIONS_CONTENT)[:6], {"error": {"message": "overloaded"}})
+    client, seen = streaming(500, sse(*content_chunks(QUESTIONS_CONTENT)), broken)
+    writer = OpenAIWriter(
+        client, MODEL, timeout=5, retries=RetryPolicy(max_retries=3, initial_delay=0)
+    )
+    calls: CallLog = []
+
+    async def deliver(question: str) -> None:
+        pass
+
+    first = await writer.stream(DESCRIPTION, 3, deliver, calls)
+    assert first.questions == ["A?", "B?", "C?"]
+    assert [call.end for call in calls] == [CallEnd.FAILED, CallEnd.ANSWERED]
+    # No usage in that stream: the tokens were counted.
+    assert calls[1].tokens.source == "estimated"
+    assert calls[1].tokens.completion > 0
+
+    delivered: list[str] = []
+
+    async def keep(question: str) -> None:
+        delivered.append(question)
+
+    calls.clear()
+    with pytest.raises(LlmUnavailable):
+        await writer.stream(DESCRIPTION, 3, keep, calls)
+    assert delivered == ["A?"]  # delivered stays delivered, and is not asked for again
+    assert len(seen) == 3
+    assert [call.end for call in calls] == [CallEnd.FAILED]
