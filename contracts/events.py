@@ -33,6 +33,7 @@ UsageSource = Literal["provider", "estimated"]
 # A UUID as browsers and libraries spell it: any case, in braces or not, `urn:uuid:` or not,
 # hyphenated as 8-4-4-4-12 or not at all.
 _UUID_HEX = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}"
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 URN_PREFIX = "urn:uuid:"
 UUID_SPELLING = re.compile(rf"(?:urn:uuid:)?(?:\{{(?:{_UUID_HEX})\}}|(?:{_UUID_HEX}))", re.I)
 
@@ -45,6 +46,8 @@ def canonical_draft_id(draft: str) -> str:
     and `c263101c-...` to another. Applied where a draft id enters (`DraftId`), so every
     layer after it sees one spelling. Billing's migration 0005 applies the same rule in SQL.
     """
+    if CANONICAL_UUID.fullmatch(draft) is not None:
+        return draft  # what nearly every client sends: checked first, cheaply
     if UUID_SPELLING.fullmatch(draft) is None:
         return draft
     digits = draft[len(URN_PREFIX) :] if draft[: len(URN_PREFIX)].lower() == URN_PREFIX else draft
