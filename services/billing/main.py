@@ -19,6 +19,7 @@ from contracts.topology import Topology
 from services.billing.budgets.api import router as budgets_router
 from services.billing.config import Settings
 from services.billing.console.router import router as console_router
+from services.billing.credits.api import router as credits_router
 from services.billing.ledger.consume import Consumer
 from services.billing.ledger.record import record_batch
 from services.billing.ledger.rules import Pricing
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             budgets_router,
             webhooks_router,
             statements_router,
+            credits_router,
             console_router,
         ],
         errors=ERRORS,

@@ -25,6 +25,7 @@ def test_billing_events_live_under_billing_and_carry_their_version() -> None:
         "billing.price_changed.v1",
         "billing.budget_changed.v1",
         "billing.spend_recorded.v1",
+        "billing.credits_changed.v1",
     }
     assert Topology("p.").question_billing_bindings() == ("billing.#",)
     assert Topology("p.").question_billing_queue_name == "p.question_gen.billing"
