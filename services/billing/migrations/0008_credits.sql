@@ -49,13 +49,16 @@ CREATE INDEX credit_grants_of_company ON credit_grants (company_id, created_at D
 CREATE INDEX credit_grants_due ON credit_grants (expires_at) WHERE remaining > 0;
 
 -- The credit ledger: every grant, draw, expiry and void, positive, append-only.
+-- grant_id has no foreign key: entries are written only by the transaction that holds the
+-- grant's account lock and has just read or written the grant, and a per-row check would
+-- cost every batch one lookup and lock per draw.
 CREATE TABLE credit_entries (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     entry_id UUID NOT NULL UNIQUE,
     company_id UUID NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('grant', 'draw', 'expiry', 'void')),
     amount NUMERIC(18, 4) NOT NULL CHECK (amount > 0),
-    grant_id UUID NOT NULL REFERENCES credit_grants (grant_id),
+    grant_id UUID NOT NULL,
     usage_id UUID,
     period TEXT,
     at TIMESTAMPTZ NOT NULL,
