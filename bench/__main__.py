@@ -30,6 +30,7 @@ from bench import (
     budget_overhead,
     close_period,
     cluster_throughput,
+    credits_overhead,
     end_to_end,
     generation_at_llm_latency,
     generation_endpoint,
@@ -56,6 +57,7 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "ledger_reads": ledger_reads.run,
     "rollup_write_cost": ledger_reads.run_write_cost,
     "close_period": close_period.run,
+    "credits_overhead": credits_overhead.run,
 }
 
 

@@ -26,9 +26,14 @@ from tests.support.events import generated
 WINDOW = 500  # publishes awaiting their confirm at once
 
 
+def tenants_of(rng: random.Random, companies: int) -> list[uuid.UUID]:
+    """The companies the events are spread over: the first draws of the seeded generator."""
+    return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(companies)]
+
+
 def make_events(count: int, companies: int, seed: int) -> list[QuestionsGenerated]:
     rng = random.Random(seed)
-    tenants = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(companies)]
+    tenants = tenants_of(rng, companies)
     now = datetime.now(UTC)
     events = []
     for _ in range(count):

@@ -9,6 +9,7 @@ from faststream.specification import AsyncAPI
 
 from contracts.events import (
     BudgetChanged,
+    CreditsChanged,
     Event,
     JobCreated,
     PriceChanged,
@@ -57,6 +58,8 @@ def asyncapi_document(topology: Topology | None = None) -> dict[str, Any]:
         PriceChanged: "billing: a price version was added (the default's companyId is nil).",
         BudgetChanged: "billing: a company's budget was set; the highest revision wins.",
         SpendRecorded: "billing: a period's billed total after a batch; the highest wins.",
+        CreditsChanged: "billing: a company's credits (mode, balance, grants left); "
+        "the highest revision wins.",
     }
     for event_type, description in billing_publishes.items():
         broker.publisher(

@@ -194,14 +194,49 @@ class SpendRecorded(Event):
     spent: Money
 
 
+CreditMode = Literal["none", "credit_then_invoice", "credit_only"]
+
+
+class CreditLeft(BaseModel):
+    """A grant with something left to draw, and the instants it may be drawn in."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    grant_id: UUID
+    remaining: Money
+    priority: int = Field(ge=1, le=50)
+    effective_at: AwareDatetime
+    expires_at: AwareDatetime | None = Field(description="null: never expires")
+
+
+class CreditsChanged(Event):
+    """billing: a company's credits changed (event-carried state: the whole account).
+
+    Published with every grant, void, expiry, mode change and batch of draws.
+    `revision` grows with every change of the company's credits: a consumer keeps the
+    highest it has seen, whatever order the events arrive in. `balance` is what every
+    grant has left; `grants` says which of it may be drawn at a given instant
+    (`effectiveAt <= t < expiresAt`).
+    """
+
+    routing_key: ClassVar[str] = "billing.credits_changed.v1"
+
+    revision: int = Field(ge=1)
+    mode: CreditMode
+    balance: Money
+    low_balance_threshold: Money | None = Field(description="null: no alert")
+    grants: list[CreditLeft]
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     QuestionsGenerated.routing_key: QuestionsGenerated,
     JobCreated.routing_key: JobCreated,
 }
 
-# Events billing publishes (for the question service's budget guard).
+# Events billing publishes (for the question service's guard: prices, budgets, credits).
 BILLING_EVENT_TYPES: dict[str, type[Event]] = {
     PriceChanged.routing_key: PriceChanged,
     BudgetChanged.routing_key: BudgetChanged,
     SpendRecorded.routing_key: SpendRecorded,
+    CreditsChanged.routing_key: CreditsChanged,
 }

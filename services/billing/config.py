@@ -39,3 +39,6 @@ class Settings(PublisherSettings):
     webhook_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the delivery worker looks for due webhooks."
     )
+    credit_expiry_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often billing looks for credit grants to expire."
+    )

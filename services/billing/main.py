@@ -19,6 +19,8 @@ from contracts.topology import Topology
 from services.billing.budgets.api import router as budgets_router
 from services.billing.config import Settings
 from services.billing.console.router import router as console_router
+from services.billing.credits.api import router as credits_router
+from services.billing.credits.expiry import CreditExpiry
 from services.billing.ledger.consume import Consumer
 from services.billing.ledger.record import record_batch
 from services.billing.ledger.rules import Pricing
@@ -92,6 +94,8 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         ),
         poll_seconds=settings.webhook_poll_seconds,
     )
+    # Every process runs it; a lock lets one expire at a time (credits/expiry.py).
+    expiry = CreditExpiry(pool, poll_seconds=settings.credit_expiry_poll_seconds)
     # Before the first batch: every generation is priced by a version of the book.
     await record_environment_price(pool, pricing)
 
@@ -101,6 +105,7 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
 
     connecting = asyncio.create_task(connect_with_retry(broker, topology, then=start))
     deliverer.start()
+    expiry.start()
     try:
         yield BillingRuntime(pool, broker, consumer)
     finally:
@@ -110,6 +115,7 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         # Stop taking messages, let those in hand commit and be acknowledged, then close.
         await consumer.stop(settings.graceful_timeout_seconds)
         await deliverer.stop()
+        await expiry.stop()
         await relay.stop()
         await broker.stop()
         await pool.close()
@@ -129,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             budgets_router,
             webhooks_router,
             statements_router,
+            credits_router,
             console_router,
         ],
         errors=ERRORS,

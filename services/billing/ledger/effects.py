@@ -10,10 +10,15 @@ batch takes the rows these effects lock in the same order (no two can deadlock).
 from __future__ import annotations
 
 from services.billing.budgets.spend import record_spend
+from services.billing.credits.burn import draw_credits
 from services.billing.ledger.batch import BatchEffect
 from services.billing.rollups.keep import keep_rollups
 
 EFFECTS: tuple[BatchEffect, ...] = (
     keep_rollups,  # the sums by day, period, job and draft that every read is served from
     record_spend,  # from the periods' new totals: thresholds reached (webhooks), SpendRecorded
+    # Last: spend is what was billed whoever pays, so it needs nothing from the draws; and
+    # the credit accounts it locks (also locked by grants, voids, the expiry) are held
+    # for the shortest time before the commit.
+    draw_credits,  # new rows draw their cost from the company's grants, in burn-down order
 )

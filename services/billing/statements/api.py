@@ -27,6 +27,7 @@ from services.billing.statements.schemas import (
     AdjustmentRequest,
     ClosedPeriod,
     Statement,
+    StatementCredits,
     StatementDrafts,
     StatementLate,
     StatementLine,
@@ -209,4 +210,6 @@ def statement(view: StatementView, company_id: UUID) -> Statement:
         late=StatementLate(count=figures.late_count, cost=figures.late_cost),
         adjustments=[adjustment(item) for item in view.adjustments],
         total=view.total,
+        credits=StatementCredits(applied=figures.credits_applied),
+        amount_due=view.amount_due,
     )

@@ -56,6 +56,11 @@ class StatementView:
     def total(self) -> Decimal:
         return self.figures.cost + self.figures.adjustment_total
 
+    @property
+    def amount_due(self) -> Decimal:
+        """What is left to invoice: the total less the prepaid credits it drew."""
+        return self.total - self.figures.credits_applied
+
 
 async def close_period(pool: asyncpg.Pool, period: Period, now: datetime) -> Closed:
     """Close an ended period for every company; closing it again changes nothing."""

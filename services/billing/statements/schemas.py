@@ -40,6 +40,10 @@ class StatementLate(CamelModel):
     cost: Money
 
 
+class StatementCredits(CamelModel):
+    applied: Money = Field(description="Prepaid credits drawn by the period's usage.")
+
+
 class Adjustment(CamelModel):
     id: UUID
     company_id: UUID
@@ -69,6 +73,8 @@ class Statement(CamelModel):
     late: StatementLate
     adjustments: list[Adjustment]
     total: Money = Field(description="Usage plus adjustments.")
+    credits: StatementCredits
+    amount_due: Money = Field(description="`total` less credits applied.")
 
 
 class ClosedPeriod(CamelModel):

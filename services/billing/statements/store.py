@@ -103,6 +103,13 @@ def _adjusted(where: str) -> str:
     GROUP BY company_id"""
 
 
+def _credited(where: str) -> str:
+    # Credits applied to the period's usage: kept per (company, period) by the draws.
+    return f"""
+    SELECT company_id, applied AS credits_applied
+    FROM credit_applied_periods WHERE {where}"""
+
+
 # Freeze every company's statement of a period: its lines, then its figures and
 # adjustments. One statement, so one snapshot for all of it (see the module's note).
 FREEZE = f"""
@@ -115,16 +122,18 @@ written AS (
     INSERT INTO statements (
         period, company_id, generations, question_count, cost, draft_count,
         draft_question_count, draft_cost, late_count, late_cost,
-        adjustment_count, adjustment_total
+        adjustment_count, adjustment_total, credits_applied
     )
     SELECT $1, company_id,
         COALESCE(t.generations, 0), COALESCE(t.question_count, 0), COALESCE(t.cost, 0),
         COALESCE(d.draft_count, 0), COALESCE(t.draft_question_count, 0),
         COALESCE(t.draft_cost, 0), COALESCE(t.late_count, 0), COALESCE(t.late_cost, 0),
-        COALESCE(a.adjustment_count, 0), COALESCE(a.adjustment_total, 0)
+        COALESCE(a.adjustment_count, 0), COALESCE(a.adjustment_total, 0),
+        COALESCE(c.credits_applied, 0)
     FROM ({_totals(ALL)}) AS t
     FULL JOIN ({_adjusted(ALL)}) AS a USING (company_id)
     LEFT JOIN ({_drafts(ALL)}) AS d USING (company_id)
+    LEFT JOIN ({_credited(ALL)}) AS c USING (company_id)
     ORDER BY company_id
     RETURNING 1
 )
@@ -134,7 +143,7 @@ SELECT count(*) FROM written
 # A company's statement of a closed period, as frozen (no row: nothing in it).
 FROZEN_FIGURES = """
 SELECT generations, question_count, cost, draft_count, draft_question_count, draft_cost,
-       late_count, late_cost, adjustment_total
+       late_count, late_cost, adjustment_total, credits_applied
 FROM statements WHERE period = $1 AND company_id = $2
 """
 
@@ -161,11 +170,13 @@ SELECT COALESCE(t.generations, 0) AS generations,
     COALESCE(t.draft_cost, 0) AS draft_cost,
     COALESCE(t.late_count, 0) AS late_count,
     COALESCE(t.late_cost, 0) AS late_cost,
-    COALESCE(a.adjustment_total, 0) AS adjustment_total
+    COALESCE(a.adjustment_total, 0) AS adjustment_total,
+    COALESCE(c.credits_applied, 0) AS credits_applied
 FROM (SELECT) AS one
 LEFT JOIN ({_totals(ONE)}) AS t ON true
 LEFT JOIN ({_drafts(ONE)}) AS d ON true
 LEFT JOIN ({_adjusted(ONE)}) AS a ON true
+LEFT JOIN ({_credited(ONE)}) AS c ON true
 """
 
 # A page ($5 lines) of its lines as they stand.
@@ -223,6 +234,7 @@ class Figures:
     late_count: int = 0
     late_cost: Decimal = Decimal("0")
     adjustment_total: Decimal = Decimal("0")
+    credits_applied: Decimal = Decimal("0")  # prepaid credits drawn by the period's usage
 
 
 @dataclass(frozen=True)

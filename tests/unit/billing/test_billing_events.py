@@ -12,6 +12,8 @@ from contracts.events import (
     BILLING_EVENT_TYPES,
     DEFAULT_PRICE_COMPANY,
     BudgetChanged,
+    CreditLeft,
+    CreditsChanged,
     PriceChanged,
     SpendRecorded,
 )
@@ -25,6 +27,7 @@ def test_billing_events_live_under_billing_and_carry_their_version() -> None:
         "billing.price_changed.v1",
         "billing.budget_changed.v1",
         "billing.spend_recorded.v1",
+        "billing.credits_changed.v1",
     }
     assert Topology("p.").question_billing_bindings() == ("billing.#",)
     assert Topology("p.").question_billing_queue_name == "p.question_gen.billing"
@@ -70,3 +73,43 @@ def test_spend_events_refuse_what_cannot_be_spend(field: str, value: str) -> Non
     fields = {"period": "2026-03", "spent": "1.0000", field: value}
     with pytest.raises(ValidationError):
         SpendRecorded(event_id=uuid.uuid4(), occurred_at=NOW, company_id=uuid.uuid4(), **fields)
+
+
+def test_credits_changed_carries_the_whole_account_with_money_as_strings() -> None:
+    grant_id = uuid.uuid4()
+    event = CreditsChanged(
+        event_id=uuid.uuid4(),
+        occurred_at=NOW,
+        company_id=uuid.uuid4(),
+        revision=3,
+        mode="credit_only",
+        balance=Decimal("1"),
+        low_balance_threshold=None,
+        grants=[
+            CreditLeft(
+                grant_id=grant_id,
+                remaining=Decimal("1"),
+                priority=1,
+                effective_at=NOW,
+                expires_at=None,
+            )
+        ],
+    )
+    wire = json.loads(event.to_json())
+    assert wire["balance"] == "1.0000"
+    assert wire["mode"] == "credit_only"
+    assert wire["lowBalanceThreshold"] is None
+    assert wire["grants"] == [
+        {
+            "grantId": str(grant_id),
+            "remaining": "1.0000",
+            "priority": 1,
+            "effectiveAt": "2026-03-01T00:00:00Z",
+            "expiresAt": None,
+        }
+    ]
+    assert CreditsChanged.model_validate_json(event.to_json()) == event
+    with pytest.raises(ValidationError):
+        CreditsChanged.model_validate({**wire, "mode": "prepaid"})
+    with pytest.raises(ValidationError):
+        CreditsChanged.model_validate({**wire, "balance": "-1.0000"})

@@ -1,0 +1,1 @@
+"""Prepaid credits: grants that burn down in a known order, never overdrawn."""
