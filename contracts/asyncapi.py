@@ -12,6 +12,7 @@ from contracts.events import (
     CreditsChanged,
     Event,
     JobCreated,
+    LlmCallFinished,
     PriceChanged,
     QuestionsGenerated,
     SpendRecorded,
@@ -39,20 +40,28 @@ def asyncapi_document(topology: Topology | None = None) -> dict[str, Any]:
         title=f"{JobCreated.routing_key}:publish",
         description="jobs: a job was saved, possibly from a draft.",
     )
+    broker.publisher(
+        exchange=exchange,
+        routing_key=LlmCallFinished.routing_key,
+        schema=LlmCallFinished,
+        persist=True,
+        title=f"{LlmCallFinished.routing_key}:publish",
+        description="question_gen: a call to the LLM ended, billed or not (the cost of goods).",
+    )
 
     subscriber = broker.subscriber(
         topology.billing_queue(),
         exchange,
         title=f"{topology.billing_queue_name}:consume",
         description=(
-            "billing: one quorum queue bound to both routing keys; "
+            "billing: one quorum queue bound to the three routing keys above; "
             f"unusable messages go to {topology.billing_dlq_name} with the reason in headers."
         ),
     )
 
     @subscriber
-    async def record(event: QuestionsGenerated | JobCreated) -> None:
-        """Usage rows written exactly once; drafts reconciled onto jobs."""
+    async def record(event: QuestionsGenerated | JobCreated | LlmCallFinished) -> None:
+        """Usage rows and LLM calls written exactly once; drafts reconciled onto jobs."""
 
     billing_publishes: dict[type[Event], str] = {
         PriceChanged: "billing: a price version was added (the default's companyId is nil).",

@@ -122,6 +122,49 @@ class QuestionsGenerated(Event):
         return self
 
 
+# What ended one call to the LLM: "billed" when its generation was billed (a
+# QuestionsGenerated names it), otherwise why nothing was billed for it.
+LlmCallOutcome = Literal["billed", "failed", "timeout", "cancelled"]
+
+
+class LlmCallFinished(Event):
+    """A call to the LLM ended, billed or not: what the provider will charge for it.
+
+    Token figures are the provider's, as OpenAI reports them: `promptTokens`
+    includes `cachedPromptTokens`, and `completionTokens` includes `reasoningTokens`.
+    Every call the question service makes (each retry that reached the provider
+    is a call of its own) is published once.
+    """
+
+    routing_key: ClassVar[str] = "questions.llm_call.v1"
+
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00]+$",
+        description="The model the provider answered with (it may carry a dated suffix).",
+    )
+    outcome: LlmCallOutcome
+    generation_id: UUID | None = Field(
+        default=None, description="The billed generation's id (its QuestionsGenerated eventId)."
+    )
+    prompt_tokens: TokenCount
+    cached_prompt_tokens: TokenCount = 0
+    completion_tokens: TokenCount
+    reasoning_tokens: TokenCount = 0
+    usage_source: UsageSource
+
+    @model_validator(mode="after")
+    def _figures_add_up(self) -> LlmCallFinished:
+        if self.cached_prompt_tokens > self.prompt_tokens:
+            raise ValueError("cachedPromptTokens cannot exceed promptTokens, which include them")
+        if self.reasoning_tokens > self.completion_tokens:
+            raise ValueError("reasoningTokens cannot exceed completionTokens, which include them")
+        if self.outcome == "billed" and self.generation_id is None:
+            raise ValueError("a billed call names its generationId")
+        return self
+
+
 class JobCreated(Event):
     """A job was saved, possibly from a draft whose usage should move onto it."""
 
@@ -231,6 +274,7 @@ class CreditsChanged(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     QuestionsGenerated.routing_key: QuestionsGenerated,
     JobCreated.routing_key: JobCreated,
+    LlmCallFinished.routing_key: LlmCallFinished,
 }
 
 # Events billing publishes (for the question service's guard: prices, budgets, credits).

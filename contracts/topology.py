@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
-from contracts.events import JobCreated, QuestionsGenerated
+from contracts.events import JobCreated, LlmCallFinished, QuestionsGenerated
 
 QUESTIONS_GENERATED = QuestionsGenerated.routing_key
 JOB_CREATED = JobCreated.routing_key
+LLM_CALL_FINISHED = LlmCallFinished.routing_key
 # Every event billing publishes (`billing.price_changed.v1`, ...): the question service's.
 BILLING_EVENTS = "billing.#"
 
@@ -97,7 +98,7 @@ class Topology:
         return quorum_queue(self.billing_dlq_name, {"x-delivery-limit": DLQ_DELIVERY_LIMIT})
 
     def billing_bindings(self) -> tuple[str, ...]:
-        return (QUESTIONS_GENERATED, JOB_CREATED)
+        return (QUESTIONS_GENERATED, JOB_CREATED, LLM_CALL_FINISHED)
 
     @property
     def question_billing_queue_name(self) -> str:

@@ -17,6 +17,14 @@ class Settings(PublisherSettings):
     price_per_10_questions: Decimal = Field(default=Decimal("0.10"), ge=0, max_digits=12)
     profit_margin_percent: Decimal = Field(default=Decimal("0"), ge=0, le=10_000, max_digits=12)
 
+    billing_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217.")
+    repricing_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Calls re-priced per transaction."
+    )
+    repricing_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the re-pricing worker looks for work."
+    )
+
     batch_max_size: int = Field(default=500, ge=1, le=10_000)
     prefetch_count: int = Field(default=1000, ge=1, le=65_535)
     max_failed_attempts: int = Field(

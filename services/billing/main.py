@@ -19,6 +19,9 @@ from contracts.topology import Topology
 from services.billing.budgets.api import router as budgets_router
 from services.billing.config import Settings
 from services.billing.console.router import router as console_router
+from services.billing.costs.api import router as costs_router
+from services.billing.costs.book import load_shipped_prices
+from services.billing.costs.repricing import Repricer
 from services.billing.credits.api import router as credits_router
 from services.billing.credits.expiry import CreditExpiry
 from services.billing.ledger.consume import Consumer
@@ -48,6 +51,7 @@ class BillingRuntime:
     pool: asyncpg.Pool
     broker: RabbitBroker
     consumer: Consumer
+    repricer: Repricer
 
     def readiness(self) -> Mapping[str, Check]:
         async def database() -> bool:
@@ -96,8 +100,15 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
     )
     # Every process runs it; a lock lets one expire at a time (credits/expiry.py).
     expiry = CreditExpiry(pool, poll_seconds=settings.credit_expiry_poll_seconds)
-    # Before the first batch: every generation is priced by a version of the book.
+    repricer = Repricer(
+        pool,
+        batch_size=settings.repricing_batch_size,
+        poll_seconds=settings.repricing_poll_seconds,
+    )
+    # Before the first batch: every generation is priced by a version of the book, and
+    # the models in common use have their shipped prices (once per database).
     await record_environment_price(pool, pricing)
+    await load_shipped_prices(pool)
 
     async def start() -> None:
         await consumer.start()
@@ -106,8 +117,9 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
     connecting = asyncio.create_task(connect_with_retry(broker, topology, then=start))
     deliverer.start()
     expiry.start()
+    repricer.start()
     try:
-        yield BillingRuntime(pool, broker, consumer)
+        yield BillingRuntime(pool, broker, consumer, repricer)
     finally:
         connecting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -116,6 +128,7 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         await consumer.stop(settings.graceful_timeout_seconds)
         await deliverer.stop()
         await expiry.stop()
+        await repricer.stop()
         await relay.stop()
         await broker.stop()
         await pool.close()
@@ -136,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             webhooks_router,
             statements_router,
             credits_router,
+            costs_router,
             console_router,
         ],
         errors=ERRORS,

@@ -1,4 +1,4 @@
-"""Billing metrics: events, rows, reconciliations, money, dead letters, webhook attempts."""
+"""Billing metrics: events, rows, reconciliations, money, dead letters, webhooks, LLM calls."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ WEBHOOK_ATTEMPT_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+LLM_CALLS = Counter(
+    "billing_llm_calls_recorded_total",
+    "LLM calls recorded (the cost of goods), by outcome and whether their model had a price.",
+    ["outcome", "priced"],
+)
+CALLS_REPRICED = Counter(
+    "billing_llm_calls_repriced_total", "LLM calls whose provider cost a re-pricing changed."
+)
+
 
 @cache
 def consumed(routing_key: str) -> Counter:
@@ -69,6 +78,11 @@ def consumed(routing_key: str) -> Counter:
 @cache
 def usage_rows(status: str) -> Counter:
     return USAGE_ROWS.labels(status)
+
+
+@cache
+def llm_calls(outcome: str, priced: bool) -> Counter:
+    return LLM_CALLS.labels(outcome, "true" if priced else "false")
 
 
 @cache

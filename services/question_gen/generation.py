@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from contracts.events import INT32_MAX, UsageSource
+from contracts.events import INT32_MAX, LlmCallOutcome, UsageSource
 
 DESCRIPTION_START = "<<<JOB_DESCRIPTION"
 DESCRIPTION_END = "JOB_DESCRIPTION>>>"
@@ -104,12 +104,16 @@ class LlmCall:
     end: CallEnd
     tokens: Tokens
 
-    def outcome(self, billed: bool) -> str:
+    def outcome(self, billed: bool) -> LlmCallOutcome:
         """`billed` when its questions were billed; else how it ended (an answer that
         could not be billed, such as a malformed one, `failed`)."""
         if billed:
             return "billed"
-        return "failed" if self.end is CallEnd.ANSWERED else self.end.value
+        if self.end is CallEnd.TIMEOUT:
+            return "timeout"
+        if self.end is CallEnd.CANCELLED:
+            return "cancelled"
+        return "failed"
 
 
 # Where a writer reports each call it made, in order; the last one is the answer's.

@@ -14,8 +14,9 @@ import structlog
 from contracts.events import QuestionsGenerated
 from services.question_gen import store
 from services.question_gen.budgets.guard import BudgetGuard, Reservation
+from services.question_gen.call_events import call_events
 from services.question_gen.config import Settings
-from services.question_gen.generation import Answer
+from services.question_gen.generation import Answer, CallLog
 from services.question_gen.llm import QuestionWriter
 from services.question_gen.metrics import observe_llm_call
 from services.question_gen.schemas import (
@@ -115,18 +116,21 @@ class QuestionGenerator:
 
         held: list[Reservation] = []
         recorded: list[UUID] = []
+        calls: CallLog = []
 
         async def ask() -> tuple[Answer, Reservation | None]:
             reservation = await self.reserve(company_id, request)
             if reservation is not None:
                 held.append(reservation)
-            return await self._ask(request), reservation
+            return await self._ask(request, calls), reservation
 
         async def record(
             conn: Connection, asked: tuple[Answer, Reservation | None]
         ) -> GenerateQuestionsResponse:
             answer, reservation = asked
-            response = await self.record(conn, company_id, request, answer, reservation)
+            response = await self.record(
+                conn, company_id, request, answer, reservation, calls=calls
+            )
             recorded.append(response.generation_id)
             return response
 
@@ -135,12 +139,15 @@ class QuestionGenerator:
         except BaseException:
             # Nothing was recorded: the reservation goes back (once the request's own
             # connection is back in the pool: a second one is never awaited while holding it).
+            await asyncio.shield(self.record_unbilled(company_id, calls))
             for reservation in held:
                 await self.release(reservation)
             raise
-        if held and (not recorded or recorded[-1] != response.generation_id):
+        if not recorded or recorded[-1] != response.generation_id:
             # The answer is another request's with this key (it took ours over): what this
-            # one recorded rolled back, and its reservation settled nothing.
+            # one recorded rolled back, its calls were billed by nobody, and its
+            # reservation settled nothing.
+            await self.record_unbilled(company_id, calls)
             for reservation in held:
                 await self.release(reservation)
         return response
@@ -162,9 +169,27 @@ class QuestionGenerator:
         """Nothing was recorded: the reservation goes back."""
         await self.budget.release(reservation)
 
-    async def _ask(self, request: GenerateQuestionsRequest) -> Answer:
+    async def record_unbilled(self, company_id: UUID, calls: CallLog) -> None:
+        """The calls no generation billed, each published on its own, in a short
+        transaction of its own. Never raises: the failure that led here is the answer."""
+        events = call_events(company_id, calls)
+        if not events:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                await store.record_calls(conn, events, correlation_id=current_correlation_id())
+        except Exception:
+            log.exception(
+                "calls to the LLM could not be recorded",
+                company_id=str(company_id),
+                calls=len(events),
+            )
+
+    async def _ask(self, request: GenerateQuestionsRequest, calls: CallLog) -> Answer:
         with observe_llm_call(self.writer.model) as call:
-            answer = await self.writer.write(request.job_description, request.number_of_questions)
+            answer = await self.writer.write(
+                request.job_description, request.number_of_questions, calls
+            )
             call.record(answer)
         return answer
 
@@ -176,9 +201,14 @@ class QuestionGenerator:
         answer: Answer,
         reservation: Reservation | None,
         *,
+        calls: CallLog,
         stream_end: str | None = None,
     ) -> GenerateQuestionsResponse:
-        """The generation row and its event, settling its reservation: what is billed."""
+        """The generation row and its event, settling its reservation: what is billed.
+
+        With it, in the caller's transaction, one `LlmCallFinished` for each of `calls`:
+        the last one billed by this generation, any before it (retries) unbilled.
+        """
         event = generation_event(company_id, request, answer)
         # Every row carries its cost, counted in its period whether or not the company has a
         # limit; under a limit it also settles its reservation. Written with the row and its
@@ -190,6 +220,11 @@ class QuestionGenerator:
             correlation_id=current_correlation_id(),
             settles=settles,
             stream_end=stream_end,
+        )
+        await store.record_calls(
+            conn,
+            call_events(company_id, calls, generation_id=event.event_id),
+            correlation_id=current_correlation_id(),
         )
         log.info(
             "questions generated",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from contracts.events import QuestionsGenerated
+from collections.abc import Sequence
+
+from contracts.events import LlmCallFinished, QuestionsGenerated
 from services.question_gen.budgets.rules import HoldLost, Settlement
 from services.servicekit import outbox
 from services.servicekit.db import Connection
@@ -80,3 +82,11 @@ async def record_generation(
     )
     if written is None:
         raise HoldLost(event.company_id, settles.period)
+
+
+async def record_calls(
+    conn: Connection, events: Sequence[LlmCallFinished], *, correlation_id: str | None
+) -> None:
+    """The `LlmCallFinished` events of calls to the LLM, in the caller's transaction (with
+    the generation that billed one of them, or on their own): one statement."""
+    await outbox.enqueue_many(conn, events, correlation_id=correlation_id)

@@ -176,6 +176,7 @@ class QuestionStreams:
         QUESTION_STREAMS.labels(ending.value, str(bool(delivered)).lower()).inc()
         if not delivered:
             LLM_CALLS.labels(self.generator.writer.model, f"stream_{ending.value}").inc()
+            await self.generator.record_unbilled(generation.company_id, generation.calls)
             await self._give_back(generation)
             return None
         answer = delivered_answer(generation, delivered, self.generator.writer.model)
@@ -189,6 +190,8 @@ class QuestionStreams:
                         company_id=str(generation.company_id),
                         questions=len(delivered),
                     )
+                    # Nothing billed them, yet the provider will charge for them.
+                    await self.generator.record_unbilled(generation.company_id, generation.calls)
                     return None
                 await asyncio.sleep(0.2 * 2**attempt)
             else:
@@ -212,6 +215,7 @@ class QuestionStreams:
                 generation.request,
                 answer,
                 generation.reservation,
+                calls=generation.calls,
                 stream_end=ending.value,
             )
             if generation.claim is not None and generation.key is not None:

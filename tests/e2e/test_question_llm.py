@@ -43,6 +43,7 @@ from tests.support.waiting import eventually
 DESCRIPTION = "Senior Python engineer: event-driven billing on RabbitMQ and PostgreSQL."
 MODEL = "gpt-4o"
 PATH = "/api/ai/generate-questions"
+LLM_CALL = "questions.llm_call.v1"
 
 
 @pytest.fixture
@@ -105,9 +106,10 @@ async def billed(stack: Stack, company: UUID, count: int) -> list[dict[str, Any]
 
 
 async def assert_nothing_recorded(stack: Stack) -> None:
-    """The failed request left no generation and no event to publish."""
+    """The failed request left no generation and no generation's event to publish (the
+    calls it made are published all the same: `test_llm_calls.py`)."""
     assert await generations(stack) == []
-    assert await outbox(stack) == []
+    assert [row for row in await outbox(stack) if row["routing_key"] != LLM_CALL] == []
 
 
 async def assert_billing_holds_only(
@@ -192,7 +194,7 @@ async def test_a_normal_answer_is_returned_recorded_and_billed(
             1246,
         )
         assert row["model_used"] == "gpt-4o-2024-08-06"
-        assert await outbox(stack) == []
+        await eventually(lambda: outbox(stack), until=lambda rows: rows == [])
 
 
 REPEATS = ["Why Python?", "why  python?", "Why Rust?", "Why Rust?", "Why Go?"]

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from uuid import UUID
 
-from contracts.events import JobCreated, QuestionsGenerated
+from contracts.events import JobCreated, LlmCallFinished, LlmCallOutcome, QuestionsGenerated
 
 
 def generated(
@@ -59,3 +59,47 @@ def job_created(
         draft_job_id=draft,
         created_by=created_by,
     )
+
+
+def llm_call(
+    company: UUID,
+    *,
+    outcome: LlmCallOutcome = "billed",
+    generation_id: UUID | None = None,
+    model: str = "gpt-4o",
+    at: datetime | None = None,
+    prompt_tokens: int = 100,
+    cached_prompt_tokens: int = 0,
+    completion_tokens: int = 200,
+    reasoning_tokens: int = 0,
+    event_id: UUID | None = None,
+) -> LlmCallFinished:
+    """An `LlmCallFinished` with the provider's figures; a billed one names a fresh generation."""
+    if outcome == "billed" and generation_id is None:
+        generation_id = uuid.uuid4()
+    return LlmCallFinished(
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=at or datetime.now(UTC),
+        company_id=company,
+        model=model,
+        outcome=outcome,
+        generation_id=generation_id,
+        prompt_tokens=prompt_tokens,
+        cached_prompt_tokens=cached_prompt_tokens,
+        completion_tokens=completion_tokens,
+        reasoning_tokens=reasoning_tokens,
+        usage_source="provider",
+    )
+
+
+def call_of(generation: QuestionsGenerated, **changes: object) -> LlmCallFinished:
+    """The billed call behind a generation: same company, model, instant and tokens."""
+    values: dict[str, object] = {
+        "generation_id": generation.event_id,
+        "model": generation.model,
+        "at": generation.occurred_at,
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        **changes,
+    }
+    return llm_call(generation.company_id, **values)  # type: ignore[arg-type]

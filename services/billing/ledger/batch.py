@@ -1,8 +1,8 @@
 """A batch as the ledger has just written it: what every effect of recording it is given.
 
-`record.py` writes a batch's usage rows and moves its drafts onto their jobs;
-then each feature's effect (`effects.py`) follows from the same `RecordedBatch`,
-in the same transaction.
+`record.py` writes a batch's usage rows, moves its drafts onto their jobs and
+keeps its LLM calls (`costs/calls.py`); then each feature's effect (`effects.py`)
+follows from the same `RecordedBatch`, in the same transaction.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contracts.events import JobCreated
+from services.billing.costs.rules import Call
 from services.billing.ledger.store import Attached, UsageRow
 from services.servicekit.db import Connection
 
@@ -27,6 +28,8 @@ class RecordedBatch:
     moved: Sequence[Attached]
     # The jobs this batch learned (a redelivered JobCreated included: its draft is empty).
     jobs: Sequence[JobCreated]
+    # LLM calls this batch recorded (a redelivered one is not among them), priced.
+    calls: Sequence[Call] = ()
 
 
 # One feature's effect of a batch: it writes with the batch's connection and never commits.

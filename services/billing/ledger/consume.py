@@ -52,6 +52,7 @@ from faststream.rabbit import RabbitBroker
 
 from contracts.topology import Topology
 from services.billing import metrics
+from services.billing.costs.calls import CallRecorded
 from services.billing.ledger.messages import (
     PoisonMessage,
     dead_letter_headers,
@@ -386,13 +387,17 @@ class Consumer:
         )
 
     def _report(self, message: AbstractIncomingMessage, event: Entry, recorded: Recorded) -> None:
+        if isinstance(recorded, CallRecorded):
+            if recorded.new:
+                metrics.llm_calls(recorded.outcome, recorded.provider_cost is not None).inc()
+            return
         if isinstance(recorded, DraftsReconciled):
             metrics.DRAFTS_RECONCILED.inc(recorded.rows)
             self._log(message).info(
                 "job created: draft usage reconciled",
                 company_id=str(event.company_id),
                 job_id=str(recorded.job_id),
-                draft_job_id=event.draft_job_id,
+                draft_job_id=getattr(event, "draft_job_id", None),
                 reconciled_rows=recorded.rows,
                 questions=recorded.questions,
                 cost=str(recorded.cost),

@@ -14,7 +14,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from contracts.events import EVENT_TYPES, JobCreated, QuestionsGenerated
+from contracts.events import EVENT_TYPES, JobCreated, LlmCallFinished, QuestionsGenerated
 from services.billing.ledger.rules import Entry
 from services.billing.ledger.rules import PoisonMessage as PoisonMessage
 
@@ -54,7 +54,7 @@ def parse(routing_key: str, body: bytes) -> Entry:
             for error in exc.errors()[:5]
         )
         raise PoisonMessage(f"not a valid {routing_key}: {problems}") from exc
-    assert isinstance(event, (QuestionsGenerated, JobCreated))  # the types in EVENT_TYPES
+    assert isinstance(event, (QuestionsGenerated, JobCreated, LlmCallFinished))  # EVENT_TYPES'
     return event
 
 

@@ -1,4 +1,5 @@
-"""Recording a batch in the ledger: usage rows exactly once, drafts moved onto their jobs.
+"""Recording a batch in the ledger: usage rows exactly once, drafts moved onto their jobs,
+LLM calls kept once at their provider cost.
 
 One transaction per batch. Advisory locks on every (company, id) the batch
 touches serialize it with any other writer of the same drafts, so a usage event
@@ -32,7 +33,8 @@ import asyncpg
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from contracts.events import JobCreated, QuestionsGenerated
+from contracts.events import JobCreated, LlmCallFinished, QuestionsGenerated
+from services.billing.costs.calls import CallRecorded, record_calls
 from services.billing.ledger import store
 from services.billing.ledger.batch import BatchEffect, RecordedBatch
 from services.billing.ledger.effects import EFFECTS
@@ -75,7 +77,7 @@ class DraftsReconciled:
     cost: Decimal
 
 
-Recorded = UsageRecorded | DraftsReconciled
+Recorded = UsageRecorded | DraftsReconciled | CallRecorded
 # `record_batch` bound to a pool: one result, or the error, per entry, in order.
 RecordBatch = Callable[[list[Entry]], Awaitable[Sequence[Recorded | Exception]]]
 
@@ -138,13 +140,15 @@ async def record_events(
     """Apply a batch inside the caller's transaction; what each event did, by event id.
 
     The ledger's own work: lock, bill each generation in its period at the price in
-    force at its occurredAt, insert its row, move drafts onto their jobs. Then every
-    effect of the batch, in order (`effects.py`). `default` prices only a generation
-    the price book has no version for (see above).
+    force at its occurredAt, insert its row, move drafts onto their jobs, keep each LLM
+    call at its model's price (`costs/calls.py`). Then every effect of the batch, in
+    order (`effects.py`). `default` prices only a generation the price book has no
+    version for (see above).
     """
     unique = list({entry.event_id: entry for entry in entries}.values())
     generated = [entry for entry in unique if isinstance(entry, QuestionsGenerated)]
     jobs = [entry for entry in unique if isinstance(entry, JobCreated)]
+    llm_calls = [entry for entry in unique if isinstance(entry, LlmCallFinished)]
     now = datetime.now(UTC)
 
     await store.lock(conn, lock_keys([*generated, *jobs]))
@@ -166,12 +170,14 @@ async def record_events(
     ]
     inserted = await store.insert_usage(conn, rows)
     attached = await store.attach_drafts(conn, jobs)
+    calls = await record_calls(conn, llm_calls)
 
     batch = RecordedBatch(
         now=now,
         inserted=[row for row in rows if row.event_id in inserted],
         moved=attached,
         jobs=jobs,
+        calls=calls.new,
     )
     for effect in effects:
         await effect(conn, batch)
@@ -189,6 +195,7 @@ async def record_events(
         moved_by_job.setdefault(row.job_id, []).append(row)
     for job in jobs:
         recorded[job.event_id] = reconciled(job, moved_by_job.get(job.job_id, []))
+    recorded.update(calls.results())
     return recorded
 
 

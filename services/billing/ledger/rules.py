@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
-from contracts.events import FOUR_PLACES, JobCreated, QuestionsGenerated
+from contracts.events import FOUR_PLACES, JobCreated, LlmCallFinished, QuestionsGenerated
 from contracts.pricing import PriceOutOfRange as PriceOutOfRange
 from contracts.pricing import question_cost
 
-# What the ledger records: a generation, or a job its drafts may move onto.
-Entry = QuestionsGenerated | JobCreated
+# What the ledger records: a generation, a job its drafts may move onto, an LLM call.
+Entry = QuestionsGenerated | JobCreated | LlmCallFinished
 
 
 class PoisonMessage(ValueError):

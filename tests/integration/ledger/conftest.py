@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from contracts.events import Event, JobCreated, QuestionsGenerated
+from contracts.events import Event, JobCreated, LlmCallFinished, QuestionsGenerated
 from services.billing.ledger.record import Recorded, record_events
 from services.billing.ledger.rules import Entry, Pricing
 from tests.support.databases import ServiceDatabases
@@ -19,7 +19,7 @@ PRICING = Pricing()
 
 def entry(event: Event) -> Entry:
     """An event the consumer would hand to the ledger: as it is, unpriced."""
-    assert isinstance(event, (QuestionsGenerated, JobCreated))
+    assert isinstance(event, (QuestionsGenerated, JobCreated, LlmCallFinished))
     return event
 
 

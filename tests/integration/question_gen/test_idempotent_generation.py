@@ -132,7 +132,9 @@ async def recorded_under_key(pool: asyncpg.Pool) -> tuple[int, int, str]:
     """Generations recorded, events written, and the generation the key answers with."""
     async with pool.acquire() as conn:
         recorded = await conn.fetchval("SELECT count(*) FROM generations")
-        events = await conn.fetchval("SELECT count(*) FROM outbox")
+        events = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE routing_key = 'questions.generated.v1'"
+        )
         stored = await conn.fetchval("SELECT response->>'generationId' FROM idempotency_keys")
     return recorded, events, stored
 

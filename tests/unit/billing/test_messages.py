@@ -140,6 +140,8 @@ def test_a_draft_id_is_read_in_its_one_spelling_whoever_published_it() -> None:
 
     read_usage = parse(QuestionsGenerated.routing_key, json.dumps(usage).encode())
     read_job = parse(JobCreated.routing_key, json.dumps(job).encode())
+    assert isinstance(read_usage, QuestionsGenerated)
+    assert isinstance(read_job, JobCreated)
 
     assert read_usage.draft_job_id == read_job.draft_job_id == str(draft)
     assert lock_key(company, str(draft)) in set(lock_keys([read_usage])) & set(

@@ -5,9 +5,16 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from contracts.events import EVENT_TYPES, JobCreated, QuestionsGenerated, canonical_draft_id
+from contracts.events import (
+    EVENT_TYPES,
+    JobCreated,
+    LlmCallFinished,
+    QuestionsGenerated,
+    canonical_draft_id,
+)
 from contracts.generate import SCHEMA_DIR, documents
 from contracts.topology import Topology
+from tests.support.events import llm_call
 
 
 def test_events_are_camel_case_on_the_wire() -> None:
@@ -25,7 +32,12 @@ def test_events_are_camel_case_on_the_wire() -> None:
 
 
 def test_routing_keys_carry_the_version() -> None:
-    assert set(EVENT_TYPES) == {"questions.generated.v1", "jobs.created.v1"}
+    assert set(EVENT_TYPES) == {
+        "questions.generated.v1",
+        "jobs.created.v1",
+        "questions.llm_call.v1",
+    }
+    assert set(Topology().billing_bindings()) == set(EVENT_TYPES)
 
 
 def test_a_generation_must_name_a_job_or_a_draft() -> None:
@@ -126,3 +138,48 @@ def test_a_draft_id_spelled_as_the_job_id_is_the_same_text() -> None:
     """The front end's jobId (a UUID field) and a draftJobId meet as one string."""
     job_id = uuid.UUID("{C263101C-7E1D-4B8A-9F3E-2D5A6B7C8D9E}")
     assert canonical_draft_id("C263101C7E1D4B8A9F3E2D5A6B7C8D9E") == str(job_id)
+
+
+def test_an_llm_call_is_camel_case_on_the_wire_with_the_providers_figures() -> None:
+    call = llm_call(uuid.uuid4(), prompt_tokens=1000, cached_prompt_tokens=400, reasoning_tokens=50)
+    wire = json.loads(call.to_json())
+    assert set(wire) == {
+        "eventId",
+        "occurredAt",
+        "companyId",
+        "model",
+        "outcome",
+        "generationId",
+        "promptTokens",
+        "cachedPromptTokens",
+        "completionTokens",
+        "reasoningTokens",
+        "usageSource",
+    }
+    assert LlmCallFinished.model_validate_json(call.to_json()) == call
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"cachedPromptTokens": 101}, "cachedPromptTokens cannot exceed promptTokens"),
+        ({"reasoningTokens": 201}, "reasoningTokens cannot exceed completionTokens"),
+        ({"generationId": None}, "a billed call names its generationId"),
+        ({"outcome": "refused"}, "outcome"),
+        ({"usageSource": "guessed"}, "usageSource"),
+        ({"model": ""}, "model"),
+        ({"promptTokens": -1}, "promptTokens"),
+    ],
+)
+def test_an_llm_call_that_cannot_be_true_is_refused(
+    changes: dict[str, object], message: str
+) -> None:
+    wire = json.loads(llm_call(uuid.uuid4()).to_json())
+    with pytest.raises(ValidationError, match=message):
+        LlmCallFinished.model_validate({**wire, **changes})
+
+
+def test_a_call_not_billed_needs_no_generation() -> None:
+    call = llm_call(uuid.uuid4(), outcome="timeout")
+    assert call.generation_id is None
+    assert call.cached_prompt_tokens == 0
