@@ -26,6 +26,8 @@ INT32_MAX = 2_147_483_647
 TokenCount = Annotated[int, Field(ge=0, le=INT32_MAX)]
 # PostgreSQL text cannot hold U+0000: refused up front, before any LLM is paid for.
 DraftId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
+# A job's title as its recruiter wrote it: for people to read, never to match on.
+JobTitle = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 class Event(BaseModel):
@@ -79,6 +81,11 @@ class JobCreated(Event):
     job_id: UUID
     draft_job_id: DraftId | None = None
     created_by: str | None = None
+    title: JobTitle | None = Field(
+        default=None,
+        description="The job's title (optional: producers before it sent none); billing "
+        "shows it wherever it lists the job.",
+    )
 
 
 FOUR_PLACES = Decimal("0.0001")
