@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_UP := $(if $(filter docker-compose,$(COMPOSE)),up --build --detach,up --build --detach --wait)
 
-.PHONY: install system-packages dev migrate test lint unit integration e2e chaos browser bench docs token demo \
+.PHONY: install system-packages browser-packages dev migrate test lint unit integration e2e chaos browser bench docs token demo \
         replay-dlq rebuild-rollups close-period up down compose-check clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -33,8 +33,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Debian packages the tests and benchmarks drive: Chromium and its driver (browser
-# tests), wrk (load benchmarks). Installed when missing and this user may; else a warning.
-SYSTEM_PACKAGES := chromium chromium-driver wrk
+# tests), poppler-utils (pdftotext, pdftoppm: the printed statement), Node.js and npm
+# (axe-core for the browser tests), wrk (load benchmarks). Installed when missing and
+# this user may; else a warning.
+SYSTEM_PACKAGES := chromium chromium-driver poppler-utils nodejs npm wrk
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -44,10 +46,19 @@ system-packages:
 	  else echo "warning: missing Debian packages:$$missing (sudo apt-get install$$missing)"; fi; \
 	fi
 
+# What the browser tests load into the page themselves (axe-core), pinned by
+# tests/browser/package-lock.json; never served by billing.
+BROWSER_PACKAGES := tests/browser/node_modules/.package-lock.json
+$(BROWSER_PACKAGES): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+browser-packages: $(BROWSER_PACKAGES)
+
 # Two workers: the fault tests run one after another on one of them (tests/conftest.py),
 # everything else spreads over both. `make test PYTEST_WORKERS=0` runs in one process.
 PYTEST_WORKERS ?= 2
-test: lint system-packages
+test: lint system-packages browser-packages
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 unit: $(STAMP)
@@ -59,7 +70,7 @@ integration: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos
 
-browser: $(STAMP) system-packages
+browser: $(STAMP) system-packages browser-packages
 	$(BIN)/pytest -q -m browser
 
 bench: $(STAMP) system-packages

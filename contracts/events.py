@@ -66,6 +66,8 @@ DraftId = Annotated[
     ),
     AfterValidator(canonical_draft_id),
 ]
+# A job's title as its recruiter wrote it: for people to read, never to match on.
+JobTitle = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 class Event(BaseModel):
@@ -173,6 +175,11 @@ class JobCreated(Event):
     job_id: UUID
     draft_job_id: DraftId | None = None
     created_by: str | None = None
+    title: JobTitle | None = Field(
+        default=None,
+        description="The job's title (optional: producers before it sent none); billing "
+        "shows it wherever it lists the job.",
+    )
 
 
 FOUR_PLACES = Decimal("0.0001")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pydantic import Field
+from pydantic_extra_types.currency_code import Currency
 
 from services.servicekit.settings import PublisherSettings
 
@@ -16,8 +17,10 @@ class Settings(PublisherSettings):
 
     price_per_10_questions: Decimal = Field(default=Decimal("0.10"), ge=0, max_digits=12)
     profit_margin_percent: Decimal = Field(default=Decimal("0"), ge=0, le=10_000, max_digits=12)
+    billing_currency: Currency = Field(
+        default=Currency("USD"), description="ISO 4217 code of every amount billing answers with."
+    )
 
-    billing_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217.")
     repricing_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Calls re-priced per transaction."
     )

@@ -33,6 +33,7 @@ def job_created(company_id: UUID, request: CreateJobRequest, user: str | None) -
         job_id=uuid.uuid4(),
         draft_job_id=request.draft_job_id,
         created_by=request.created_by if request.created_by is not None else user,
+        title=request.title,
     )
 
 

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from contracts.events import DraftId
+from contracts.events import DraftId, JobTitle
 
 MAX_DETAILS_CHARS = 50_000
 
@@ -20,7 +20,7 @@ class CreateJobRequest(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
-    title: str = Field(min_length=1, max_length=200)
+    title: JobTitle = Field(description="1 to 200 characters; billing shows it.")
     description: str = Field(default="", max_length=50_000)
     company_id: UUID | None = Field(default=None, description="Optional; must match the token.")
     created_by: str | None = Field(default=None, max_length=320)

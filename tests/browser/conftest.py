@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,11 @@ CHROMIUM_ARGS = [
     "--mute-audio",
 ]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+# axe-core, from tests/browser/package-lock.json (`make browser-packages`): the test loads
+# it into the page; billing never serves it.
+AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+# The locale the page formats money in, unless a test says otherwise.
+LOCALE = "en-US"
 ABANDONED_AFTER_HOURS = 24.0
 WIDE = ViewportSize(width=1280, height=900)
 NARROW = ViewportSize(width=390, height=844)
@@ -167,7 +173,16 @@ def tests_clock() -> bool:
 
 @pytest.fixture
 async def watched(browser: Browser, tests_clock: bool) -> AsyncIterator[Watched]:
-    context = await browser.new_context(viewport=WIDE, accept_downloads=True)
+    async with watching(browser, LOCALE, tests_clock=tests_clock) as seen:
+        yield seen
+
+
+@asynccontextmanager
+async def watching(
+    browser: Browser, locale: str, *, tests_clock: bool = True
+) -> AsyncIterator[Watched]:
+    """A page of a fresh context whose browser speaks `locale`."""
+    context = await browser.new_context(viewport=WIDE, accept_downloads=True, locale=locale)
     if tests_clock:
         # The page's clock starts at the tests' own and flows from there: the console and
         # the test agree on today and this month, whatever clock the tests run with.
@@ -195,3 +210,112 @@ async def watched(browser: Browser, tests_clock: bool) -> AsyncIterator[Watched]
         yield seen
     finally:
         await context.close()
+
+
+# ---- what a person gets: accessible, reachable by keyboard, readable on a phone ----------
+
+
+async def serious_accessibility_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical violations of the page as shown (the test loads axe)."""
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing: run `make browser-packages` (npm ci in tests/browser)")
+    # Evaluated by the browser's debugger, which the page's CSP does not govern: the page
+    # itself still runs only its own script.
+    await page.evaluate(AXE.read_text())
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{violation['id']} ({violation['impact']}): {violation['help']}: "
+        + "; ".join(node["target"][0] for node in violation["nodes"][:5])
+        for violation in result["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]
+
+
+# Every control a person can use: what Tab must reach (disabled ones are not usable).
+CONTROLS = """() => {
+  const selector = 'a[href], button:not([disabled]), select:not([disabled]), input, [tabindex]';
+  const shown = (element) => element.getClientRects().length > 0
+    && getComputedStyle(element).visibility !== 'hidden';
+  const found = [...document.querySelectorAll(selector)]
+    .filter((element) => element.tabIndex >= 0 && shown(element));
+  found.forEach((element, index) => element.setAttribute('data-control', String(index)));
+  return found.map((element) =>
+    `${element.tagName.toLowerCase()} ${element.id || element.textContent.trim().slice(0, 30)}`);
+}"""
+
+
+async def controls_tab_misses(page: Page) -> list[str]:
+    """The controls that pressing Tab from the top of the page never reaches."""
+    controls: list[str] = await page.evaluate(CONTROLS)
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
+    await page.evaluate("window.scrollTo(0, 0)")
+    reached: set[int] = set()
+    for _ in range(len(controls) + 3):
+        await page.keyboard.press("Tab")
+        index = await page.evaluate(
+            "document.activeElement && document.activeElement.getAttribute('data-control')"
+        )
+        if index is not None:
+            reached.add(int(index))
+    return [name for index, name in enumerate(controls) if index not in reached]
+
+
+async def narrow_overflow(page: Page) -> list[str]:
+    """What sticks out of a narrow viewport (the page itself scrolls sideways): none, to read."""
+    found: list[str] = await page.evaluate(
+        """() => {
+          const width = document.documentElement.clientWidth;
+          const out = [];
+          if (document.documentElement.scrollWidth > width) out.push('the page');
+          for (const scroller of document.querySelectorAll('.scroll')) {
+            const shown = scroller.getClientRects().length > 0;
+            if (shown && scroller.scrollWidth > scroller.clientWidth + 1) {
+              out.push(`${scroller.getAttribute('aria-label') || 'a table'} scrolls sideways`);
+            }
+          }
+          for (const element of document.querySelectorAll('h1, h2, h3, p, dt, dd, .job-title')) {
+            const box = element.getBoundingClientRect();
+            const scroller = element.closest('.scroll');
+            if (!scroller && box.width > 0 && (box.left < 0 || box.right > width + 1)) {
+              out.push(element.id || element.textContent.trim().slice(0, 40));
+            }
+          }
+          return out;
+        }"""
+    )
+    return found
+
+
+# An amount as the API writes it, somewhere in a page's text: e.g. 0.3000, 1,234.5000 or 0,3000.
+AMOUNT = re.compile(r"-?\d[\d.,\u00a0\u202f]*[.,]\d{4}(?!\d)")
+
+
+async def amounts_shown(page: Page) -> list[dict[str, str]]:
+    """Every element showing an API amount: its text, the amount and the currency it carries."""
+    found: list[dict[str, str]] = await page.eval_on_selector_all(
+        "[data-amount]",
+        """(elements) => elements
+          .filter((element) => element.getClientRects().length > 0)
+          .map((element) => ({
+            text: element.textContent,
+            amount: element.getAttribute('data-amount'),
+            currency: element.getAttribute('data-currency') || '',
+          }))""",
+    )
+    return found
+
+
+def money_format(locale: str, currency: str) -> Any:
+    """How the browser writes an amount in `locale` (the formats the tests use)."""
+
+    def written(amount: str) -> str:
+        negative = amount.startswith("-")
+        whole, fraction = amount.lstrip("-").split(".")
+        grouped = f"{int(whole):,}"
+        if (locale, currency) == ("en-US", "USD"):
+            return f"{'-' if negative else ''}${grouped}.{fraction}"
+        if (locale, currency) == ("de-DE", "EUR"):
+            return f"{'-' if negative else ''}{grouped.replace(',', '.')},{fraction}\u00a0€"
+        raise AssertionError(f"no expected format for {locale} {currency}")
+
+    return written

@@ -52,7 +52,7 @@ async def test_the_token_leaves_the_address_bar_and_never_enters_a_url(
 
     assert watched.page.url == f"{console.base_url}/billing"
     assert await watched.page.evaluate("window.location.hash") == ""
-    assert await watched.text("period-spend") == "0.3000"
+    assert await watched.text("period-spend") == "$0.3000"
     await watched.testid("csv-download").click()
     await watched.page.wait_for_function(
         "document.getElementById('csv-status').textContent.length > 0"
@@ -61,7 +61,7 @@ async def test_the_token_leaves_the_address_bar_and_never_enters_a_url(
     await watched.page.reload()
     await watched.ready()
     assert watched.page.url == f"{console.base_url}/billing"
-    assert await watched.text("period-spend") == "0.3000"
+    assert await watched.text("period-spend") == "$0.3000"
 
     api_requests = [url for url in watched.requests if "/api/billing/" in url]
     assert len(api_requests) >= 6, watched.requests

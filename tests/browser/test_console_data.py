@@ -12,7 +12,18 @@ from uuid import UUID
 
 import pytest
 
-from tests.browser.conftest import NARROW, Console, Watched
+from tests.browser.conftest import (
+    AMOUNT,
+    LOCALE,
+    NARROW,
+    Console,
+    Watched,
+    amounts_shown,
+    controls_tab_misses,
+    money_format,
+    narrow_overflow,
+    serious_accessibility_violations,
+)
 from tests.integration.billing.conftest import record
 from tests.support.auth import bearer, token
 from tests.support.events import generated, job_created
@@ -21,6 +32,29 @@ pytestmark = pytest.mark.browser
 
 PAGE_SIZE = 20  # the page's own page size (console.js)
 JOBS = PAGE_SIZE + 3
+HOSTILE_TITLE = "<img src=x onerror=alert(1)>"
+UNTITLED = {6, 9}  # jobs known from a JobCreated sent before events carried titles
+usd = money_format(LOCALE, "USD")
+
+
+ROLES = (
+    "Senior Python engineer",
+    "Data analyst",
+    "Product designer",
+    "Recruiting coordinator",
+    "Site reliability engineer",
+    "Account executive",
+    "Engineering manager",
+)
+CITIES = ("Lisbon", "Berlin & remote", "São Paulo", "Toronto")
+
+
+def title_of(index: int) -> str | None:
+    if index in UNTITLED:
+        return None
+    if index == 10:
+        return HOSTILE_TITLE
+    return f"{ROLES[index % len(ROLES)]}, {CITIES[index % len(CITIES)]}"
 
 
 def month_start(moment: datetime, back: int = 0) -> datetime:
@@ -40,7 +74,7 @@ async def busy_company(console: Console, company: UUID, now: datetime) -> dict[s
     stack = console.stack
     this_month, last_month = month_start(now), month_start(now, back=1)
     lately = max(this_month, now - timedelta(minutes=30))  # this month, and not abandoned
-    jobs = [job_created(company) for _ in range(JOBS)]
+    jobs = [job_created(company, title=title_of(index)) for index in range(JOBS)]
     await record(stack, *jobs)
     usage = [
         *(
@@ -118,22 +152,34 @@ async def test_every_part_holds_what_the_api_says(
     await watched.ready()
     await watched.screenshot("console-wide")
 
-    # This period against its budget.
-    assert await watched.text("period-spend") == budget["spent"]
-    assert await watched.text("budget-remaining") == budget["remaining"]
+    # This period against its budget, in the currency of the answers.
+    assert budget["currency"] == summary["currency"] == "USD"
+    assert await watched.text("period-spend") == usd(budget["spent"])
+    assert await watched.testid("period-spend").get_attribute("data-amount") == budget["spent"]
+    assert await watched.text("budget-remaining") == usd(budget["remaining"])
     assert await watched.text("drafts-waiting") == str(summary["drafts"]["count"]) == "2"
 
-    # The jobs, most expensive first, one page at a time.
+    # The jobs, most expensive first, one page at a time, by title where billing knows one.
     first_page = [job["jobId"] for job in summary["jobs"]]
     assert len(first_page) == PAGE_SIZE
     assert summary["nextCursor"]
-    assert await cells(watched, "[data-testid=jobs-table] tbody tr td.id") == first_page
+    assert await cells(watched, "[data-testid=jobs-table] tbody tr .job-id") == first_page
+    assert await cells(watched, "[data-testid=jobs-table] tbody tr .job-title") == [
+        job["jobTitle"] for job in summary["jobs"] if job["jobTitle"] is not None
+    ]
+    assert {job["jobTitle"] for job in summary["jobs"]} >= {HOSTILE_TITLE, None}
+    assert await cells(watched, "[data-testid=job-row] td.money") == [
+        usd(job["cost"]) for job in summary["jobs"]
+    ]
+    # The hostile title is text: no element was made of it, nothing ran.
+    assert await watched.page.locator("main img").count() == 0
+    assert watched.dialogs == []
     await watched.page.locator("#jobs-pager button", has_text="Next").click()
     second = await console.api(
         company, "/api/billing/summary", limit=PAGE_SIZE, cursor=summary["nextCursor"]
     )
     await watched.page.wait_for_selector("#jobs-pager span:text('Page 2')")
-    assert await cells(watched, "[data-testid=jobs-table] tbody tr td.id") == [
+    assert await cells(watched, "[data-testid=jobs-table] tbody tr .job-id") == [
         job["jobId"] for job in second["jobs"]
     ]
 
@@ -175,10 +221,15 @@ async def test_every_part_holds_what_the_api_says(
     assert await picker.input_value() == months["last_month"]
     assert closed["status"] == "closed"
     assert (await watched.text("statement-status")).startswith("Closed")
-    assert await watched.text("statement-usage") == closed["totals"]["cost"]
-    assert await watched.text("statement-total") == closed["total"]
-    lines = "[data-testid=statement-lines] td.id"
+    assert await watched.text("statement-usage") == usd(closed["totals"]["cost"])
+    assert await watched.text("statement-total") == usd(closed["total"])
+    lines = "[data-testid=statement-lines] .job-id"
+    titles = "[data-testid=statement-lines] .job-title"
     assert await cells(watched, lines) == [line["jobId"] for line in closed["lines"]]
+    assert await cells(watched, titles) == [
+        line["jobTitle"] for line in closed["lines"] if line["jobTitle"] is not None
+    ]
+    assert await watched.testid("statement-print").is_visible()
     assert len(closed["lines"]) == PAGE_SIZE
     assert closed["nextCursor"]
     rest = await console.api(
@@ -199,13 +250,27 @@ async def test_every_part_holds_what_the_api_says(
     assert current["status"] == "open"
     assert current["late"]["count"] == 1
     assert (await watched.text("statement-status")).startswith("Open")
-    assert await watched.text("statement-usage") == current["totals"]["cost"]
-    assert await watched.text("statement-total") == current["total"]
-    assert await watched.text("statement-late") == f"{current['late']['cost']} (1 late)"
+    assert await watched.text("statement-usage") == usd(current["totals"]["cost"])
+    assert await watched.text("statement-total") == usd(current["total"])
+    assert await watched.text("statement-late") == f"{usd(current['late']['cost'])} (1 late)"
     assert await cells(watched, "[data-testid=adjustment-row] td:nth-child(2)") == [
         "<script>alert(3)</script> goodwill credit"
     ]
-    assert await cells(watched, "[data-testid=adjustment-row] td:nth-child(3)") == ["-0.0500"]
+    assert await cells(watched, "[data-testid=adjustment-row] td:nth-child(3)") == ["-$0.0500"]
+    assert not await watched.testid("statement-print").is_visible()  # open: not final yet
+
+    # Every amount on the page is written in the API's currency, with its 4 places.
+    shown = await amounts_shown(watched.page)
+    assert len(shown) >= 10  # the cards, a page of jobs, the statement and its lines
+    for amount in shown:
+        assert (amount["text"], amount["currency"]) == (usd(amount["amount"]), "USD")
+    page_text = await watched.page.locator("body").inner_text()
+    bare = [found for found in AMOUNT.finditer(page_text) if page_text[found.start() - 1] != "$"]
+    assert [found.group() for found in bare] == []
+
+    # Usable by anyone: no serious accessibility problem, every control reached by Tab.
+    assert await serious_accessibility_violations(watched.page) == []
+    assert await controls_tab_misses(watched.page) == []
 
     # The CSV of the range shown, fetched with the header and saved from memory.
     async with watched.page.expect_download() as started:
@@ -229,6 +294,7 @@ async def test_every_part_holds_what_the_api_says(
     assert watched.errors == []
 
     await watched.page.set_viewport_size(NARROW)
+    assert await narrow_overflow(watched.page) == []
     await watched.screenshot("console-narrow")
 
 
@@ -240,7 +306,7 @@ async def test_an_empty_company_gets_a_friendly_empty_state(
     await watched.screenshot("empty")
 
     assert await watched.testid("empty-state").is_visible()
-    assert await watched.text("period-spend") == "0.0000"
+    assert await watched.text("period-spend") == "$0.0000"
     assert await watched.text("drafts-waiting") == "0"
     assert await watched.text("budget-remaining") == "No budget set"
     assert await cells(watched, "[data-testid=jobs-table] tbody td") == [

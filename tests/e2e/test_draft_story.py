@@ -63,6 +63,11 @@ async def test_draft_billed_then_moved_to_the_saved_job(stack: Stack, company: U
     assert reconciled[0]["job_id"] == UUID(str(job["id"]))
     assert reconciled[0]["cost"] == Decimal("0.1000")
     assert await stack.fetch(stack.dbs.billing, DRAFT_ROWS) == []
+    # The job's title travelled with its JobCreated: billing lists the job by it.
+    summary = await stack.billing_json(company, "/api/billing/summary")
+    assert [(line["jobId"], line["jobTitle"]) for line in summary["jobs"]] == [
+        (job["id"], "Senior Python engineer")
+    ]
 
 
 async def test_front_end_sends_the_draft_uuid_as_job_id(stack: Stack, company: UUID) -> None:

@@ -49,8 +49,9 @@ def job_created(
     at: datetime | None = None,
     created_by: str | None = None,
     event_id: UUID | None = None,
+    title: str | None = None,
 ) -> JobCreated:
-    """A `JobCreated`, made from `draft` when one is named."""
+    """A `JobCreated`, made from `draft` when one is named; untitled, as before titles."""
     return JobCreated(
         event_id=event_id or uuid.uuid4(),
         occurred_at=at or datetime.now(UTC),
@@ -58,6 +59,7 @@ def job_created(
         job_id=job_id or uuid.uuid4(),
         draft_job_id=draft,
         created_by=created_by,
+        title=title,
     )
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from services.billing.budgets import handlers
 from services.billing.budgets.schemas import BudgetIn, BudgetOut
 from services.billing.config import Settings
-from services.billing.reads.api import get_settings
+from services.billing.reads.api import BillingCurrency, get_settings
 from services.billing.webhooks.urls import UnsafeWebhookUrl, parse_allowed_hosts
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
 from services.servicekit.http import Pool
@@ -35,7 +35,11 @@ BillingSettings = Annotated[Settings, Depends(get_settings)]
     },
 )
 async def set_budget(
-    body: BudgetIn, principal: BillingAdmin, pool: Pool, settings: BillingSettings
+    body: BudgetIn,
+    principal: BillingAdmin,
+    pool: Pool,
+    settings: BillingSettings,
+    currency: BillingCurrency,
 ) -> BudgetOut:
     """Replace the company's budget; the answer that first sets a webhook URL has its secret."""
     try:
@@ -52,7 +56,7 @@ async def set_budget(
         standing = await handlers.set_budget(
             conn, principal.company_id, body.monthly_limit, body.thresholds, body.webhook_url
         )
-    return BudgetOut.of(standing)
+    return BudgetOut.of(standing, currency)
 
 
 @router.get(
@@ -61,8 +65,10 @@ async def set_budget(
     response_model_exclude_unset=True,
     responses={401: {"description": "no valid token", **PROBLEM}},
 )
-async def get_budget(principal: CurrentPrincipal, pool: Pool) -> BudgetOut:
+async def get_budget(
+    principal: CurrentPrincipal, pool: Pool, currency: BillingCurrency
+) -> BudgetOut:
     """The company's budget and where it stands in the current period."""
     async with pool.acquire() as conn:
         standing = await handlers.standing(conn, principal.company_id, datetime.now(UTC))
-    return BudgetOut.of(standing)
+    return BudgetOut.of(standing, currency)

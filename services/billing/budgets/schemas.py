@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, StrictInt
 
 from services.billing.budgets.handlers import Standing
-from services.billing.reads.schemas import CamelModel, Money
+from services.billing.reads.schemas import CamelModel, Money, Priced
 from services.billing.webhooks.urls import MAX_URL_LENGTH
 
 LimitAmount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
@@ -32,7 +32,7 @@ class BudgetIn(CamelModel):
     )
 
 
-class BudgetOut(CamelModel):
+class BudgetOut(Priced):
     monthly_limit: Money | None
     thresholds: list[int]
     webhook_url: str | None
@@ -46,8 +46,9 @@ class BudgetOut(CamelModel):
     )
 
     @classmethod
-    def of(cls, standing: Standing) -> BudgetOut:
+    def of(cls, standing: Standing, currency: str) -> BudgetOut:
         answer = cls(
+            currency=currency,
             monthly_limit=standing.budget.monthly_limit,
             thresholds=standing.budget.thresholds,
             webhook_url=standing.budget.webhook_url,

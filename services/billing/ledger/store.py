@@ -18,12 +18,33 @@ from services.servicekit.db import Connection
 # Serialize with every writer touching the same (company, draft or job id).
 LOCK = "SELECT pg_advisory_xact_lock(key) FROM unnest($1::bigint[]) AS key"
 
-# Remember jobs; a redelivered JobCreated changes nothing.
+# Remember jobs; a redelivered JobCreated changes nothing. A job known without a title
+# (its JobCreated came before events carried one) takes the first title an event of its
+# company names; a title once known stays. One row per job of the batch (the titled one
+# first): an upsert may not touch the same row twice in one statement.
 REMEMBER_JOBS = """
-INSERT INTO known_jobs (job_id, company_id, draft_job_id, created_at, event_id)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[])
-ON CONFLICT (job_id) DO NOTHING
+INSERT INTO known_jobs (job_id, company_id, draft_job_id, created_at, event_id, title)
+SELECT DISTINCT ON (job_id) job_id, company_id, draft_job_id, created_at, event_id, title
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[], $6::text[])
+    WITH ORDINALITY AS job(job_id, company_id, draft_job_id, created_at, event_id, title, n)
+ORDER BY job_id, title IS NULL, n
+ON CONFLICT (job_id) DO UPDATE SET title = EXCLUDED.title
+WHERE known_jobs.title IS NULL AND EXCLUDED.title IS NOT NULL
+  AND known_jobs.company_id = EXCLUDED.company_id
 """
+
+
+def title_of(job_id: str, company_id: str) -> str:
+    """SQL for the title of the job `job_id` of company `company_id` (NULL: none known).
+
+    For the reads that list jobs: one index lookup per line of the page they answer.
+    Name the columns with their table (`u.job_id`), or they name known_jobs' own.
+    """
+    return (
+        f"(SELECT known.title FROM known_jobs known"
+        f" WHERE known.job_id = {job_id} AND known.company_id = {company_id})"
+    )
+
 
 # Known jobs a generation may belong to: by job id, or by the draft they came from.
 FIND_JOBS = """
@@ -111,6 +132,7 @@ async def remember_jobs(conn: Connection, jobs: Sequence[JobCreated]) -> None:
         [job.draft_job_id for job in jobs],
         [job.occurred_at for job in jobs],
         [job.event_id for job in jobs],
+        [job.title for job in jobs],
     )
 
 

@@ -13,7 +13,7 @@ from services.billing.ledger.rules import Pricing
 from services.billing.prices import book
 from services.billing.prices.rules import RetroactivePrice, UnbillablePrice, check_billable
 from services.billing.prices.schemas import CompanyPriceList, Price, PriceIn
-from services.billing.reads.api import get_settings
+from services.billing.reads.api import BillingCurrency, get_settings
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
 from services.servicekit.http import Pool
 from services.servicekit.problems import PROBLEM_JSON, Problem
@@ -49,6 +49,7 @@ async def set_price(
     body: PriceIn,
     principal: PlatformAdmin,
     pool: Pool,
+    currency: BillingCurrency,
 ) -> Price:
     """Add a price version for a company, in force from `effectiveFrom` (now or later)."""
     if company_id == DEFAULT_PRICE_COMPANY:
@@ -70,7 +71,7 @@ async def set_price(
             )
     except RetroactivePrice as exc:
         raise field_error("effectiveFrom", str(exc)) from exc
-    return Price.of(version)
+    return Price.of(version, currency)
 
 
 @router.get(
@@ -79,12 +80,14 @@ async def set_price(
     responses={401: {"description": "no valid token", **PROBLEM}},
 )
 async def get_price(
-    principal: CurrentPrincipal, pool: Pool, settings: BillingSettings
+    principal: CurrentPrincipal, pool: Pool, settings: BillingSettings, currency: BillingCurrency
 ) -> CompanyPriceList:
     """The caller's company's price in force now, and every version that may apply to it."""
     environment = Pricing(settings.price_per_10_questions, settings.profit_margin_percent)
     async with pool.acquire() as conn:
         prices = await book.prices_of(conn, principal.company_id, environment)
     return CompanyPriceList(
-        current=Price.of(prices.current), versions=[Price.of(v) for v in prices.versions]
+        currency=currency,
+        current=Price.of(prices.current, currency),
+        versions=[Price.of(v, currency) for v in prices.versions],
     )

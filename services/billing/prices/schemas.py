@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field
 
 from services.billing.prices.rules import PriceVersion
 from services.billing.reads.api import Timestamp
-from services.billing.reads.schemas import CamelModel, Money
+from services.billing.reads.schemas import CamelModel, Money, Priced
 
 # In: at least 0, at most 4 places ("0.1500"); a float's binary noise is refused, not rounded.
 PriceAmount = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
@@ -28,7 +28,7 @@ class PriceIn(CamelModel):
     )
 
 
-class Price(CamelModel):
+class Price(Priced):
     price_id: UUID
     company_id: UUID | None = Field(description="null for the default (environment) price.")
     is_default: bool
@@ -37,8 +37,9 @@ class Price(CamelModel):
     effective_from: datetime
 
     @classmethod
-    def of(cls, version: PriceVersion) -> Price:
+    def of(cls, version: PriceVersion, currency: str) -> Price:
         return cls(
+            currency=currency,
             price_id=version.price_id,
             company_id=version.company_id,
             is_default=version.is_default,
@@ -48,7 +49,7 @@ class Price(CamelModel):
         )
 
 
-class CompanyPriceList(CamelModel):
+class CompanyPriceList(Priced):
     current: Price = Field(description="The price in force now.")
     versions: list[Price] = Field(
         description="The company's versions and the default ones, latest effectiveFrom first."

@@ -104,13 +104,20 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def billing_currency(request: Request) -> str:
+    """The currency every amount of an answer is in (`BILLING_CURRENCY`)."""
+    return str(get_settings(request).billing_currency)
+
+
 InPeriod = Annotated[Period, Depends(period)]
+BillingCurrency = Annotated[str, Depends(billing_currency)]
 
 
 @router.get("/usage", response_model=UsagePage, responses=RESPONSES)
 async def list_usage(
     principal: CurrentPrincipal,
     pool: Pool,
+    currency: BillingCurrency,
     within: InPeriod,
     job_id: Annotated[UUID | None, Query(alias="jobId")] = None,
     draft_job_id: Annotated[DraftId | None, Query(alias="draftJobId")] = None,
@@ -126,8 +133,9 @@ async def list_usage(
     where = UsageFilter(job_id, draft_job_id, status)
     async with pool.acquire() as conn:
         page = await queries.list_usage(conn, principal.company_id, within, where, after, limit)
-    items = page.map(lambda row: Usage.model_validate(dict(row)))
+    items = page.map(lambda row: Usage.model_validate({**dict(row), "currency": currency}))
     return UsagePage(
+        currency=currency,
         items=items.items,
         next_cursor=items.cursor(lambda row: Cursor(row.created_at, row.id).encode()),
     )
@@ -137,6 +145,7 @@ async def list_usage(
 async def get_daily(
     principal: CurrentPrincipal,
     pool: Pool,
+    currency: BillingCurrency,
     from_: Annotated[date, Query(alias="from", description="First UTC day, YYYY-MM-DD.")],
     to: Annotated[date, Query(description="Last UTC day, YYYY-MM-DD, included.")],
 ) -> DailySeries:
@@ -148,7 +157,12 @@ async def get_daily(
     async with pool.acquire() as conn:
         rows = await queries.daily(conn, principal.company_id, from_, to)
     return DailySeries.model_validate(
-        {"from": from_, "to": to, "days": [{"date": row["day"], **dict(row)} for row in rows]}
+        {
+            "currency": currency,
+            "from": from_,
+            "to": to,
+            "days": [{"date": row["day"], **dict(row)} for row in rows],
+        }
     )
 
 
@@ -157,12 +171,14 @@ async def get_daily(
     response_model=Usage,
     responses={**RESPONSES, 404: {"description": "no such usage row", **PROBLEM}},
 )
-async def get_usage(usage_id: UUID, principal: CurrentPrincipal, pool: Pool) -> Usage:
+async def get_usage(
+    usage_id: UUID, principal: CurrentPrincipal, pool: Pool, currency: BillingCurrency
+) -> Usage:
     async with pool.acquire() as conn:
         row = await queries.get_usage(conn, principal.company_id, usage_id)
     if row is None:
         raise Problem(404, "usage not found")
-    return Usage.model_validate(dict(row))
+    return Usage.model_validate({**dict(row), "currency": currency})
 
 
 @router.get("/summary", response_model=Summary, responses=RESPONSES)
@@ -170,6 +186,7 @@ async def get_summary(
     principal: CurrentPrincipal,
     pool: Pool,
     settings: Annotated[Settings, Depends(get_settings)],
+    currency: BillingCurrency,
     clock: Clock,
     within: InPeriod,
     limit: Annotated[
@@ -199,6 +216,7 @@ async def get_summary(
         )
     return Summary.model_validate(
         {
+            "currency": currency,
             "from": within.since,
             "to": within.until,
             "abandoned_draft_after_hours": hours,
@@ -225,6 +243,7 @@ async def list_drafts(
     principal: CurrentPrincipal,
     pool: Pool,
     settings: Annotated[Settings, Depends(get_settings)],
+    currency: BillingCurrency,
     clock: Clock,
     abandoned: Annotated[
         bool | None,
@@ -245,6 +264,7 @@ async def list_drafts(
         page = await queries.list_drafts(conn, company, abandoned, after, limit, abandoned_before)
     drafts = page.map(lambda row: Draft.model_validate(dict(row)))
     return DraftPage(
+        currency=currency,
         drafts=drafts.items,
         next_cursor=drafts.cursor(
             lambda last: encode_cursor(
@@ -263,12 +283,12 @@ async def list_drafts(
     },
 )
 async def export_usage(
-    principal: CurrentPrincipal, pool: Pool, within: InPeriod
+    principal: CurrentPrincipal, pool: Pool, currency: BillingCurrency, within: InPeriod
 ) -> StreamingResponse:
     """Every usage row of the company in the range, oldest first, as CSV (streamed)."""
     name = f"usage-{_day(within.since, 'start')}-{_day(within.until, 'now')}.csv"
     return StreamingResponse(
-        stream_usage_csv(pool, principal.company_id, within.since, within.until),
+        stream_usage_csv(pool, principal.company_id, within.since, within.until, currency),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -16,22 +16,26 @@ from uuid import UUID
 
 import asyncpg
 
+from services.billing.ledger.store import title_of
+
 # The contract's columns, in its order, named as its header row names them.
-EXPORT = """
+EXPORT = f"""
 SELECT
     id AS "id",
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt",
     period AS "period",
     job_id AS "jobId",
+    {title_of("u.job_id", "$1")} AS "jobTitle",
     draft_job_id AS "draftJobId",
     question_count AS "questionCount",
     prompt_tokens AS "promptTokens",
     completion_tokens AS "completionTokens",
     total_tokens AS "totalTokens",
     cost AS "cost",
+    $4::text AS "currency",
     model_used AS "modelUsed",
     price_id AS "priceId"
-FROM question_generation_usage
+FROM question_generation_usage u
 WHERE company_id = $1
   AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
   AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)
@@ -39,8 +43,8 @@ ORDER BY created_at, id
 """
 
 HEADER = (
-    "id,createdAt,period,jobId,draftJobId,questionCount,promptTokens,completionTokens,"
-    "totalTokens,cost,modelUsed,priceId"
+    "id,createdAt,period,jobId,jobTitle,draftJobId,questionCount,promptTokens,completionTokens,"
+    "totalTokens,cost,currency,modelUsed,priceId"
 )
 
 # Chunks (PostgreSQL's CopyData buffers, a few kB to 64 kB) waiting for the client.
@@ -52,6 +56,7 @@ async def stream_usage_csv(
     company_id: UUID,
     since: datetime | None,
     until: datetime | None,
+    currency: str,
 ) -> AsyncIterator[bytes]:
     """The CSV, chunk by chunk; the copy stops if the client goes away."""
     chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
@@ -64,6 +69,7 @@ async def stream_usage_csv(
                     company_id,
                     since,
                     until,
+                    currency,
                     output=keep,
                     format="csv",
                     header=True,

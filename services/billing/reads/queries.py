@@ -16,15 +16,18 @@ from uuid import UUID
 
 import asyncpg
 
+from services.billing.ledger.store import title_of
 from services.billing.reads.rules import DayCut
 from services.billing.rollups.store import SUMS
 from services.servicekit.db import Connection
 from services.servicekit.pagination import Cursor, Page, fetch_page
 
-# The contract's usage row.
-USAGE_COLUMNS = """
+# The contract's usage row, with its job's title (NULL for a draft or an untitled job);
+# for statements scoped by the company ($1).
+USAGE_COLUMNS = f"""
 id, company_id, job_id, draft_job_id, prompt_tokens, completion_tokens, total_tokens,
-question_count, cost, model_used, created_at, period, price_id
+question_count, cost, model_used, created_at, period, price_id,
+{title_of("question_generation_usage.job_id", "$1")} AS job_title
 """
 
 # A page of the company's rows in `[$2, $3)`, newest first, under the filters (NULL: none),
@@ -114,7 +117,8 @@ AFTER_JOB = (
     "($10::numeric IS NULL OR cost < $10::numeric OR (cost = $10::numeric AND job_id > $11::uuid))"
 )
 
-# One page ($12 lines) of the company's jobs in the range `[$8, $9)`, by cost descending.
+# One page ($12 lines) of the company's jobs in the range `[$8, $9)`, by cost descending,
+# each with its title (looked up for the page's lines only).
 # A job used only inside the range is its all-time line (one index scan by cost); a job
 # the range's start or end cuts through is added up from its days and the edge rows.
 SUMMARY_JOBS = f"""
@@ -159,13 +163,16 @@ cut_lines AS (
     GROUP BY job_id
     HAVING sum(generations) > 0
 )
-SELECT {JOB_LINE} FROM (
-    SELECT * FROM inside
-    UNION ALL
-    SELECT {JOB_LINE} FROM cut_lines WHERE {AFTER_JOB}
-) AS lines
+SELECT page.*, {title_of("page.job_id", "$1")} AS job_title FROM (
+    SELECT {JOB_LINE} FROM (
+        SELECT * FROM inside
+        UNION ALL
+        SELECT {JOB_LINE} FROM cut_lines WHERE {AFTER_JOB}
+    ) AS lines
+    ORDER BY cost DESC, job_id
+    LIMIT $12
+) AS page
 ORDER BY cost DESC, job_id
-LIMIT $12
 """
 
 # A page of the company's open drafts, oldest first use first, after a keyset cursor

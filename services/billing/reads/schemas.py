@@ -30,12 +30,35 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class Usage(CamelModel):
+# The currency of every amount in the answer that carries it (`BILLING_CURRENCY`).
+CurrencyCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of every amount in this answer.",
+        examples=["USD"],
+    ),
+]
+# A job's title as its JobCreated named it; null while billing knows none.
+JobTitle = Annotated[
+    str | None,
+    Field(description="The job's title; null when billing knows none (a draft, an older job)."),
+]
+
+
+class Priced(CamelModel):
+    """An answer with money in it: it says which currency."""
+
+    currency: CurrencyCode
+
+
+class Usage(Priced):
     """One generation, billed once: on its job, or held under its draft until the job exists."""
 
     id: UUID
     company_id: UUID
     job_id: UUID | None = Field(description="Set once the usage belongs to a saved job.")
+    job_title: JobTitle
     draft_job_id: str | None = Field(description="Set while the usage waits for its job.")
     prompt_tokens: int
     completion_tokens: int
@@ -50,7 +73,7 @@ class Usage(CamelModel):
     )
 
 
-class UsagePage(CamelModel):
+class UsagePage(Priced):
     items: list[Usage]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
@@ -68,6 +91,7 @@ class Totals(CamelModel):
 
 class JobLine(Totals):
     job_id: UUID
+    job_title: JobTitle
     first_used_at: datetime = Field(description="Its first use inside the range.")
     last_used_at: datetime = Field(description="Its last use inside the range.")
 
@@ -79,7 +103,7 @@ class DraftTotals(Totals):
     )
 
 
-class Summary(CamelModel):
+class Summary(Priced):
     from_: datetime | None = Field(
         alias="from", description="Inclusive start of the range, as asked."
     )
@@ -113,7 +137,7 @@ class Draft(Totals):
     abandoned: bool
 
 
-class DraftPage(CamelModel):
+class DraftPage(Priced):
     drafts: list[Draft] = Field(description="Oldest first use first.")
     next_cursor: str | None = Field(
         description="Pass as `cursor` (with the same abandoned) for the next page; null at the end."
@@ -127,7 +151,7 @@ class Day(CamelModel):
     cost: Money
 
 
-class DailySeries(CamelModel):
+class DailySeries(Priced):
     from_: dt.date = Field(alias="from")
     to: dt.date
     days: list[Day] = Field(description="One per day with usage, oldest first.")

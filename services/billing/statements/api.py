@@ -7,6 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 
+from services.billing.reads.api import BillingCurrency
 from services.billing.statements import handlers
 from services.billing.statements.handlers import (
     AdjustmentOrder,
@@ -69,6 +70,7 @@ async def get_statement(
     principal: CurrentPrincipal,
     period: InPath,
     pool: Pool,
+    currency: BillingCurrency,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = DEFAULT_LINES,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Statement:
@@ -79,7 +81,7 @@ async def get_statement(
     except InvalidCursor as exc:
         raise invalid("cursor", str(exc)) from exc
     view = await handlers.read_statement(pool, company, period, after, limit)
-    return statement(view, company)
+    return statement(view, company, currency)
 
 
 @router.post(
@@ -124,6 +126,7 @@ async def post_adjustment(
     body: AdjustmentRequest,
     pool: Pool,
     clock: Clock,
+    currency: BillingCurrency,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Adjustment:
     """Credit or charge a company in the current open period; usage rows stay as they are."""
@@ -138,7 +141,7 @@ async def post_adjustment(
     now = clock()
 
     async def write(conn: Connection) -> Adjustment:
-        return adjustment(await handlers.post_adjustment(conn, order, now))
+        return adjustment(await handlers.post_adjustment(conn, order, now), currency)
 
     try:
         # Keys are the operator's: the same key for another company is another request.
@@ -161,6 +164,7 @@ async def list_adjustments(
     principal: CurrentPrincipal,
     pool: Pool,
     clock: Clock,
+    currency: BillingCurrency,
     period: Annotated[
         str | None, Query(description="A month, YYYY-MM; the current one if absent.", max_length=20)
     ] = None,
@@ -171,11 +175,14 @@ async def list_adjustments(
     except InvalidPeriod as exc:
         raise invalid("period", str(exc)) from exc
     found = await handlers.list_adjustments(pool, principal.company_id, month)
-    return AdjustmentList(adjustments=[adjustment(item) for item in found])
+    return AdjustmentList(
+        currency=currency, adjustments=[adjustment(item, currency) for item in found]
+    )
 
 
-def adjustment(stored: StoredAdjustment) -> Adjustment:
+def adjustment(stored: StoredAdjustment, currency: str) -> Adjustment:
     return Adjustment(
+        currency=currency,
         id=stored.id,
         company_id=stored.company_id,
         period=str(stored.period),
@@ -188,15 +195,21 @@ def adjustment(stored: StoredAdjustment) -> Adjustment:
     )
 
 
-def statement(view: StatementView, company_id: UUID) -> Statement:
+def statement(view: StatementView, company_id: UUID, currency: str) -> Statement:
     figures = view.figures
     return Statement(
+        currency=currency,
         period=str(view.period),
         status="closed" if view.closed_at is not None else "open",
         closed_at=view.closed_at,
         totals=StatementTotals(question_count=figures.question_count, cost=figures.cost),
         lines=[
-            StatementLine(job_id=line.job_id, question_count=line.question_count, cost=line.cost)
+            StatementLine(
+                job_id=line.job_id,
+                job_title=line.job_title,
+                question_count=line.question_count,
+                cost=line.cost,
+            )
             for line in view.lines.items
         ],
         next_cursor=view.lines.cursor(
@@ -208,7 +221,7 @@ def statement(view: StatementView, company_id: UUID) -> Statement:
             cost=figures.draft_cost,
         ),
         late=StatementLate(count=figures.late_count, cost=figures.late_cost),
-        adjustments=[adjustment(item) for item in view.adjustments],
+        adjustments=[adjustment(item, currency) for item in view.adjustments],
         total=view.total,
         credits=StatementCredits(applied=figures.credits_applied),
         amount_due=view.amount_due,

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from services.billing.reads.schemas import CamelModel, Money
+from services.billing.reads.schemas import CamelModel, JobTitle, Money, Priced
 from services.billing.statements.rules import MAX_REASON, check_amount, check_reason
 
 StatementStatus = Literal["open", "closed"]
@@ -22,6 +22,7 @@ class StatementTotals(CamelModel):
 
 class StatementLine(CamelModel):
     job_id: UUID
+    job_title: JobTitle
     question_count: int
     cost: Money
 
@@ -44,7 +45,7 @@ class StatementCredits(CamelModel):
     applied: Money = Field(description="Prepaid credits drawn by the period's usage.")
 
 
-class Adjustment(CamelModel):
+class Adjustment(Priced):
     id: UUID
     company_id: UUID
     period: str = Field(description="The open period it landed in, YYYY-MM.")
@@ -56,11 +57,11 @@ class Adjustment(CamelModel):
     created_at: datetime
 
 
-class AdjustmentList(CamelModel):
+class AdjustmentList(Priced):
     adjustments: list[Adjustment]
 
 
-class Statement(CamelModel):
+class Statement(Priced):
     period: str
     status: StatementStatus
     closed_at: datetime | None

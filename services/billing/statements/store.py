@@ -42,6 +42,7 @@ from uuid import UUID
 import asyncpg
 
 from contracts.events import QuestionsGenerated
+from services.billing.ledger.store import title_of
 from services.billing.statements.rules import (
     PERIOD_LOCK_SPACE,
     Billed,
@@ -151,9 +152,16 @@ FROM statements WHERE period = $1 AND company_id = $2
 AFTER_LINE = """($3::numeric IS NULL OR cost < $3::numeric
        OR (cost = $3::numeric AND job_id > $4::uuid))"""
 
+
+# A line's job title: a name for people, read as it is now (not frozen with the figures;
+# a job known untitled at the close shows its title once an event names it).
+def _line_title(job_id: str) -> str:
+    return f"{title_of(job_id, '$2')} AS job_title"
+
+
 # A page ($5 lines) of its frozen lines.
 FROZEN_LINES = f"""
-SELECT job_id, question_count, cost
+SELECT job_id, question_count, cost, {_line_title("statement_lines.job_id")}
 FROM statement_lines
 WHERE period = $1 AND company_id = $2 AND {AFTER_LINE}
 ORDER BY cost DESC, job_id
@@ -181,7 +189,7 @@ LEFT JOIN ({_credited(ONE)}) AS c ON true
 
 # A page ($5 lines) of its lines as they stand.
 LIVE_LINES = f"""
-SELECT job_id, question_count, cost
+SELECT job_id, question_count, cost, {_line_title("l.job_id")}
 FROM ({_job_lines(ONE)}) AS l
 WHERE {AFTER_LINE}
 ORDER BY cost DESC, job_id
@@ -242,6 +250,7 @@ class Line:
     job_id: UUID
     question_count: int
     cost: Decimal
+    job_title: str | None = None
 
 
 @dataclass(frozen=True)

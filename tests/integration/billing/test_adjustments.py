@@ -77,7 +77,7 @@ async def test_an_adjustment_lands_in_the_open_period_and_leaves_usage_alone(
     assert reused.status_code == 422
 
     listed = await billing.billing.get("/api/billing/adjustments", headers=bearer(company))
-    assert listed.json() == {"adjustments": [body]}
+    assert listed.json() == {"currency": "USD", "adjustments": [body]}
     assert await billing.usage(company) == before
     assert (await written(billing))["adjustments"] == 1
     statement = await billing.billing.get(

@@ -76,6 +76,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 async def test_no_budget_means_no_limit(billing: Stack, company: UUID) -> None:
     assert await get(billing, company) == {
+        "currency": "USD",
         "monthlyLimit": None,
         "thresholds": [],
         "webhookUrl": None,
@@ -89,6 +90,7 @@ async def test_a_budget_is_set_read_and_published(billing: Stack, company: UUID)
     response = await put(billing, company, budget("100", [100, 50, 80, 50]))
     assert response.status_code == 200, response.text
     expected = {
+        "currency": "USD",
         "monthlyLimit": "100.0000",
         "thresholds": [50, 80, 100],
         "webhookUrl": None,

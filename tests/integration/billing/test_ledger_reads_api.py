@@ -22,8 +22,8 @@ from tests.support.paging import every_page
 from tests.support.stack import Stack
 
 HEADER = (
-    "id,createdAt,period,jobId,draftJobId,questionCount,promptTokens,completionTokens,"
-    "totalTokens,cost,modelUsed,priceId"
+    "id,createdAt,period,jobId,jobTitle,draftJobId,questionCount,promptTokens,completionTokens,"
+    "totalTokens,cost,currency,modelUsed,priceId"
 )
 
 
@@ -246,7 +246,7 @@ async def test_400_days_are_answered(billing: Stack, company: UUID) -> None:
 async def test_the_csv_export_holds_the_company_rows_of_the_range_oldest_first(
     billing: Stack, company: UUID
 ) -> None:
-    job = job_created(company)
+    job = job_created(company, title='Data analyst, "senior"')
     await record(billing, job)
     t0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
     await record(
@@ -273,6 +273,8 @@ async def test_the_csv_export_holds_the_company_rows_of_the_range_oldest_first(
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [row["draftJobId"] for row in rows] == ['with "quotes", and a comma', ""]
     assert [row["jobId"] for row in rows] == ["", str(job.job_id)]
+    assert [row["jobTitle"] for row in rows] == ["", 'Data analyst, "senior"']
+    assert [row["currency"] for row in rows] == ["USD", "USD"]
     assert [row["cost"] for row in rows] == ["0.0300", "0.0700"]
     assert [row["period"] for row in rows] == ["2025-03", "2025-03"]
     assert rows[0]["createdAt"] == "2025-03-01T12:00:00.000000Z"

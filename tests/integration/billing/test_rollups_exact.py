@@ -167,6 +167,7 @@ def expected_summary(
     lines = [
         {
             "jobId": str(job_id),
+            "jobTitle": None,  # its jobs are untitled (titles: test_names_and_currency.py)
             **sums(job_rows),
             "firstUsedAt": min(r["created_at"] for r in job_rows),
             "lastUsedAt": max(r["created_at"] for r in job_rows),

@@ -77,8 +77,8 @@ async def test_a_closed_statement_never_changes_and_late_usage_goes_to_the_next(
     assert body["closedAt"] == first_close["closedAt"]
     assert body["totals"] == {"questionCount": 35, "cost": "0.3500"}
     assert body["lines"] == [
-        {"jobId": str(second.job_id), "questionCount": 20, "cost": "0.2000"},
-        {"jobId": str(first.job_id), "questionCount": 10, "cost": "0.1000"},
+        {"jobId": str(second.job_id), "jobTitle": None, "questionCount": 20, "cost": "0.2000"},
+        {"jobId": str(first.job_id), "jobTitle": None, "questionCount": 10, "cost": "0.1000"},
     ]
     assert body["nextCursor"] is None
     assert body["drafts"] == {"count": 1, "questionCount": 5, "cost": "0.0500"}
@@ -101,7 +101,9 @@ async def test_a_closed_statement_never_changes_and_late_usage_goes_to_the_next(
     assert current["closedAt"] is None
     assert current["late"] == {"count": 1, "cost": "0.3000"}
     assert current["totals"] == {"questionCount": 30, "cost": "0.3000"}
-    assert current["lines"] == [{"jobId": str(first.job_id), "questionCount": 30, "cost": "0.3000"}]
+    assert current["lines"] == [
+        {"jobId": str(first.job_id), "jobTitle": None, "questionCount": 30, "cost": "0.3000"}
+    ]
     row = await billing.fetch(
         billing.dbs.billing,
         "SELECT period, late, created_at FROM question_generation_usage WHERE event_id = $1",

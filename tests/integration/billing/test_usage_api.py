@@ -29,6 +29,8 @@ CONTRACT_FIELDS = {
     "createdAt",
     "period",
     "priceId",
+    "jobTitle",
+    "currency",
 }
 
 
@@ -170,7 +172,7 @@ async def test_another_company_sees_nothing(billing: Stack, company: UUID) -> No
     mine = await usage(billing, company)
     assert len(mine["items"]) == 2
 
-    assert await usage(billing, other) == {"items": [], "nextCursor": None}
+    assert await usage(billing, other) == {"currency": "USD", "items": [], "nextCursor": None}
     assert ids(await usage(billing, other, jobId=str(job.job_id))) == []
     assert ids(await usage(billing, other, draftJobId="d")) == []
     for row in mine["items"]:

@@ -27,7 +27,15 @@ def test_events_are_camel_case_on_the_wire() -> None:
         created_by=None,
     )
     wire = json.loads(event.to_json())
-    assert set(wire) == {"eventId", "occurredAt", "companyId", "jobId", "draftJobId", "createdBy"}
+    assert set(wire) == {
+        "eventId",
+        "occurredAt",
+        "companyId",
+        "jobId",
+        "draftJobId",
+        "createdBy",
+        "title",
+    }
     assert JobCreated.model_validate_json(event.to_json()) == event
 
 
@@ -183,3 +191,17 @@ def test_a_call_not_billed_needs_no_generation() -> None:
     call = llm_call(uuid.uuid4(), outcome="timeout")
     assert call.generation_id is None
     assert call.cached_prompt_tokens == 0
+
+
+def test_a_job_title_is_optional_and_bounded() -> None:
+    base = {
+        "eventId": str(uuid.uuid4()),
+        "occurredAt": "2025-06-01T10:00:00Z",
+        "companyId": str(uuid.uuid4()),
+        "jobId": str(uuid.uuid4()),
+    }
+    assert JobCreated.model_validate(base).title is None  # as producers sent it before titles
+    assert JobCreated.model_validate({**base, "title": "x" * 200}).title == "x" * 200
+    for refused in ("", "x" * 201, "a\x00b"):
+        with pytest.raises(ValidationError, match="title"):
+            JobCreated.model_validate({**base, "title": refused})

@@ -164,6 +164,56 @@
     return `${negative ? "-" : ""}${size / 10000n}.${fraction}`;
   }
 
+  // Each answer with money says its currency (ISO 4217). An amount is written in it as this
+  // browser's locale writes money, with all 4 places: Intl formats the decimal string itself,
+  // exactly (no float on the way).
+  const formats = new Map();
+
+  function formatFor(currency) {
+    if (!formats.has(currency)) {
+      let format = null;
+      try {
+        format = new Intl.NumberFormat(undefined, {
+          style: "currency",
+          currency,
+          minimumFractionDigits: 4,
+          maximumFractionDigits: 4,
+        });
+      } catch {
+        // a code this browser cannot write: the amount, then the code
+      }
+      formats.set(currency, format);
+    }
+    return formats.get(currency);
+  }
+
+  /** An amount of the API (a 4-place decimal string) in `currency`, for people to read. */
+  function inCurrency(amount, currency) {
+    if (amount === null || amount === undefined) {
+      return "—";
+    }
+    const text = String(amount);
+    if (!MONEY.test(text) || typeof currency !== "string" || !currency) {
+      return text; // an API that names no currency: the amount as it wrote it
+    }
+    const format = formatFor(currency);
+    return format ? format.format(text) : `${text} ${currency}`;
+  }
+
+  /** Show an amount in `element`; the API's own figure stays on it (`data-amount`). */
+  function showMoney(element, amount, currency) {
+    element.textContent = inCurrency(amount, currency);
+    if (amount === null || amount === undefined) {
+      element.removeAttribute("data-amount");
+    } else {
+      element.setAttribute("data-amount", String(amount));
+    }
+    if (typeof currency === "string" && currency) {
+      element.setAttribute("data-currency", currency);
+    }
+    return element;
+  }
+
   // ---- dates (UTC, as billing counts them) ---------------------------------------------------
 
   const dayOf = (date) => new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate()));
@@ -194,6 +244,29 @@
     if (className) {
       td.className = className;
     }
+    return td;
+  }
+
+  function moneyCell(amount, currency) {
+    return showMoney(cell(null, "num money"), amount, currency);
+  }
+
+  /** A job as a person reads it: its title when billing knows one, and always its id. */
+  function jobCell(jobId, title) {
+    const td = document.createElement("td");
+    td.className = "job";
+    if (typeof title === "string" && title) {
+      const name = document.createElement("span");
+      name.className = "job-title";
+      name.setAttribute("data-testid", "job-title");
+      name.textContent = title;
+      td.append(name);
+    }
+    const id = document.createElement("span");
+    id.className = "job-id";
+    id.setAttribute("data-testid", "job-id");
+    id.textContent = jobId === null || jobId === undefined ? "—" : String(jobId);
+    td.append(id);
     return td;
   }
 
@@ -309,10 +382,10 @@
       jobs.map((job) =>
         row(
           [
-            cell(job.jobId, "id"),
+            jobCell(job.jobId, job.jobTitle),
             cell(job.generations, "num secondary"),
             cell(job.questionCount, "num"),
-            cell(job.cost, "num money"),
+            moneyCell(job.cost, summary.currency),
             cell(when(job.lastUsedAt), "secondary"),
           ],
           "job-row",
@@ -333,7 +406,7 @@
             [
               cell(draft.draftJobId, "id"),
               cell(draft.questionCount, "num"),
-              cell(draft.cost, "num money"),
+              moneyCell(draft.cost, page.currency),
               cell(when(draft[dateField]), "secondary"),
             ],
             "draft-row",
@@ -349,7 +422,7 @@
     const drafts = summary.drafts ?? {};
     byId("drafts-waiting").textContent = String(drafts.count ?? 0);
     byId("drafts-note").textContent = drafts.count
-      ? `holding ${drafts.cost} of usage until their jobs are saved`
+      ? `holding ${inCurrency(drafts.cost, summary.currency)} of usage until their jobs are saved`
       : "none is waiting for its job";
     const totals = summary.totals ?? {};
     const nothing =
@@ -367,12 +440,11 @@
       return;
     }
     remaining.classList.remove("words");
-    remaining.textContent = String(budget.remaining);
+    showMoney(remaining, budget.remaining, budget.currency);
     const over = units(budget.remaining) < 0n;
     remaining.classList.toggle("over", over);
-    note.textContent = over
-      ? `over the monthly limit of ${budget.monthlyLimit}`
-      : `of a monthly limit of ${budget.monthlyLimit}`;
+    const limit = inCurrency(budget.monthlyLimit, budget.currency);
+    note.textContent = over ? `over the monthly limit of ${limit}` : `of a monthly limit of ${limit}`;
   }
 
   /** The daily chart, drawn at the width it is shown (again when that changes). */
@@ -389,6 +461,7 @@
   }
 
   function renderChart(element, width, range, daily) {
+    const currency = daily.currency;
     const byDate = new Map((daily.days ?? []).map((day) => [day.date, day]));
     const days = [];
     for (let i = 0; i < CHART_DAYS; i += 1) {
@@ -410,7 +483,7 @@
     }
 
     const height = 240;
-    const left = 16 + 7 * Math.max(highestText.length, 6);
+    const left = 16 + 7 * Math.max(inCurrency(highestText, currency).length, 6);
     const right = 10;
     const top = 14;
     const bottom = 30;
@@ -424,7 +497,7 @@
       width,
       height,
       role: "img",
-      "aria-label": `Daily spend from ${first} to ${last}: ${money(total)} in all`,
+      "aria-label": `Daily spend from ${first} to ${last}: ${inCurrency(money(total), currency)} in all`,
     });
     picture.append(svg("title", {}, `Daily spend from ${first} to ${last}`));
 
@@ -432,7 +505,9 @@
     for (const [fraction, label] of marks) {
       const y = top + plotHeight * (1 - fraction);
       picture.append(svg("line", { x1: left, x2: width - right, y1: y, y2: y, class: "grid" }));
-      picture.append(svg("text", { x: left - 8, y: y + 4, class: "axis", "text-anchor": "end" }, label));
+      picture.append(
+        svg("text", { x: left - 8, y: y + 4, class: "axis", "text-anchor": "end" }, inCurrency(label, currency)),
+      );
     }
     days.forEach((day, i) => {
       const cost = units(day.cost);
@@ -452,7 +527,8 @@
           svg(
             "title",
             {},
-            `${day.date}: ${day.cost} (${day.generations} generations, ${day.questionCount} questions)`,
+            `${day.date}: ${inCurrency(day.cost, currency)} ` +
+              `(${day.generations} generations, ${day.questionCount} questions)`,
           ),
         );
         picture.append(bar);
@@ -472,28 +548,59 @@
     }
     element.replaceChildren(picture);
     byId("daily-total").textContent =
-      `${money(total)} over ${CHART_DAYS} days, ${generations} generation${generations === 1 ? "" : "s"}.`;
+      `${inCurrency(money(total), currency)} over ${CHART_DAYS} days, ` +
+      `${generations} generation${generations === 1 ? "" : "s"}.`;
+  }
+
+  /** Where a month's statement is: in the console, or as its printable page. */
+  function statementAddress(period, print) {
+    const query = new URLSearchParams({ statement: period });
+    if (print) {
+      query.set("view", "print");
+    }
+    return `${window.location.pathname}?${query}`;
+  }
+
+  /** A statement's credits applied and amount due, when its API answers with them. */
+  function creditsOf(statement) {
+    const credits = statement.credits;
+    return {
+      applied: credits && typeof credits === "object" ? credits.applied ?? null : null,
+      amountDue: statement.amountDue ?? null,
+    };
   }
 
   function renderStatement(statement) {
+    const currency = statement.currency;
     const status = byId("statement-status");
     const closed = statement.status === "closed";
     status.textContent = closed ? `Closed ${when(statement.closedAt)}` : "Open: may still change";
     status.className = `badge ${closed ? "closed" : "open"}`;
+    const printable = byId("statement-print");
+    printable.href = statementAddress(statement.period, true);
+    printable.hidden = !closed;
+    byId("statement-print-note").hidden = closed;
     const totals = statement.totals ?? {};
     const late = statement.late ?? {};
     const drafts = statement.drafts ?? {};
     const adjustments = Array.isArray(statement.adjustments) ? statement.adjustments : [];
-    byId("statement-usage").textContent = String(totals.cost ?? "—");
+    showMoney(byId("statement-usage"), totals.cost, currency);
     byId("statement-questions").textContent = String(totals.questionCount ?? "—");
     const lateCount = late.count ?? 0;
-    byId("statement-late").textContent = lateCount ? `${late.cost} (${lateCount} late)` : "none";
+    byId("statement-late").textContent = lateCount
+      ? `${inCurrency(late.cost, currency)} (${lateCount} late)`
+      : "none";
     const draftCount = drafts.count ?? 0;
     byId("statement-drafts").textContent = draftCount
-      ? `${drafts.cost} on ${draftCount} draft${draftCount === 1 ? "" : "s"}`
+      ? `${inCurrency(drafts.cost, currency)} on ${draftCount} draft${draftCount === 1 ? "" : "s"}`
       : "none";
     byId("statement-adjustment-count").textContent = String(adjustments.length);
-    byId("statement-total").textContent = String(statement.total ?? "—");
+    showMoney(byId("statement-total"), statement.total, currency);
+    const { applied, amountDue } = creditsOf(statement);
+    byId("statement-credits-fact").hidden = applied === null;
+    byId("statement-due-fact").hidden = amountDue === null;
+    showMoney(byId("statement-credits"), applied, currency);
+    showMoney(byId("statement-amount-due"), amountDue, currency);
     fill(
       byId("statement-adjustments"),
       adjustments.map((adjustment) =>
@@ -501,7 +608,7 @@
           [
             cell(when(adjustment.createdAt), "secondary"),
             cell(adjustment.reason, "text"),
-            cell(adjustment.amount, "num money"),
+            moneyCell(adjustment.amount, currency),
           ],
           "adjustment-row",
         ),
@@ -515,7 +622,10 @@
     fill(
       byId("statement-lines"),
       lines.map((line) =>
-        row([cell(line.jobId, "id"), cell(line.questionCount, "num"), cell(line.cost, "num money")], "statement-line"),
+        row(
+          [jobCell(line.jobId, line.jobTitle), cell(line.questionCount, "num"), moneyCell(line.cost, statement.currency)],
+          "statement-line",
+        ),
       ),
       "No job was billed in this month.",
     );
@@ -529,6 +639,9 @@
     for (const id of ["statement-usage", "statement-questions", "statement-late", "statement-drafts",
       "statement-adjustment-count", "statement-total"]) {
       byId(id).textContent = "—";
+    }
+    for (const id of ["statement-print", "statement-print-note", "statement-credits-fact", "statement-due-fact"]) {
+      byId(id).hidden = true;
     }
     fill(byId("statement-lines"), [], "—");
     fill(byId("statement-adjustments"), [], "—");
@@ -559,18 +672,165 @@
     }
   }
 
-  function monthChoices(now) {
+  function monthOption(period, text) {
+    const option = document.createElement("option");
+    option.value = period;
+    option.textContent = text;
+    return option;
+  }
+
+  /** The months to pick from (the last 24, and `asked` if it is older or later). */
+  function monthChoices(now, asked) {
     const select = byId("statement-period");
     const options = [];
     for (let back = 0; back < MONTHS_TO_PICK; back += 1) {
       const period = periodOf(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - back, 1)));
-      const option = document.createElement("option");
-      option.value = period;
-      option.textContent = back === 0 ? `${monthName(period)} (this month)` : monthName(period);
-      options.push(option);
+      options.push(monthOption(period, back === 0 ? `${monthName(period)} (this month)` : monthName(period)));
+    }
+    if (asked && !options.some((option) => option.value === asked)) {
+      options.push(monthOption(asked, monthName(asked)));
     }
     select.replaceChildren(...options);
     select.addEventListener("change", () => showStatement(select.value));
+  }
+
+  // ---- the printable statement -------------------------------------------------------------
+
+  const PERIOD = /^\d{4}-(0[1-9]|1[0-2])$/;
+  const LINES_PER_REQUEST = 1000; // the most the statements API answers at once
+
+  /** What the address asks for: `?statement=YYYY-MM` picks a month, `&view=print` its page. */
+  function requestedView() {
+    const query = new URLSearchParams(window.location.search);
+    const period = query.get("statement");
+    return {
+      period: period && PERIOD.test(period) ? period : null,
+      print: query.get("view") === "print",
+    };
+  }
+
+  /** A statement with every line: a printed statement is whole, however many pages it has. */
+  async function wholeStatement(period) {
+    const path = `/api/billing/statements/${encodeURIComponent(period)}`;
+    const first = await getJson(path, { limit: LINES_PER_REQUEST });
+    const lines = Array.isArray(first.lines) ? [...first.lines] : [];
+    let cursor = first.nextCursor ?? null;
+    while (cursor) {
+      const page = await getJson(path, { limit: LINES_PER_REQUEST, cursor });
+      lines.push(...(Array.isArray(page.lines) ? page.lines : []));
+      cursor = page.nextCursor ?? null;
+    }
+    return { ...first, lines, nextCursor: null };
+  }
+
+  function lastDayOf(period) {
+    const [year, month] = period.split("-").map(Number);
+    return isoDay(new Date(Date.UTC(year, month, 0)));
+  }
+
+  function documentRow(cells) {
+    const tr = document.createElement("tr");
+    tr.append(...cells);
+    return tr;
+  }
+
+  function renderDocument(statement, company) {
+    const currency = statement.currency;
+    const period = statement.period;
+    const closed = statement.status === "closed";
+    const totals = statement.totals ?? {};
+    const drafts = statement.drafts ?? {};
+    const late = statement.late ?? {};
+    const adjustments = Array.isArray(statement.adjustments) ? statement.adjustments : [];
+    const lines = Array.isArray(statement.lines) ? statement.lines : [];
+
+    document.title = company ? `Statement ${period} · Company ${company}` : `Statement ${period}`;
+    byId("doc-title").textContent = `Statement for ${monthName(period)}`;
+    byId("doc-period").textContent = `Billing period ${period}`;
+    byId("doc-range").textContent = `${period}-01 to ${lastDayOf(period)} (UTC)`;
+    byId("doc-company").textContent = company || "—";
+    byId("doc-currency").textContent = typeof currency === "string" && currency ? currency : "—";
+    byId("doc-status").textContent = closed
+      ? `Closed ${when(statement.closedAt)}`
+      : "Open: figures may still change";
+
+    byId("doc-questions").textContent = `(${totals.questionCount ?? 0} questions)`;
+    showMoney(byId("doc-usage"), totals.cost, currency);
+    const adjusted = adjustments.reduce((sum, adjustment) => sum + units(adjustment.amount), 0n);
+    byId("doc-adjustment-count").textContent = `(${adjustments.length})`;
+    showMoney(byId("doc-adjustments-total"), money(adjusted), currency);
+    showMoney(byId("doc-total"), statement.total, currency);
+    const { applied, amountDue } = creditsOf(statement);
+    byId("doc-credits-row").hidden = applied === null;
+    byId("doc-credits-section").hidden = applied === null;
+    showMoney(byId("doc-credits"), applied, currency);
+    showMoney(byId("doc-credits-applied"), applied, currency);
+    // Without credits the amount due is the total (the contract's `total` less credits applied).
+    showMoney(byId("doc-amount-due"), amountDue ?? statement.total, currency);
+    const notes = [];
+    if (late.count) {
+      notes.push(`Includes ${inCurrency(late.cost, currency)} of late usage (${late.count} generations of an earlier month, recorded after it closed).`);
+    }
+    if (drafts.count) {
+      notes.push(`Includes ${inCurrency(drafts.cost, currency)} for ${drafts.questionCount} questions on ${drafts.count} job draft${drafts.count === 1 ? "" : "s"} not saved yet.`);
+    }
+    byId("doc-notes").textContent = notes.join(" ");
+
+    const rows = lines.map((line) =>
+      documentRow([jobCell(line.jobId, line.jobTitle), cell(line.questionCount, "num"), moneyCell(line.cost, currency)]),
+    );
+    if (drafts.count) {
+      const label = cell(`Job drafts not saved yet (${drafts.count})`, "text");
+      rows.push(documentRow([label, cell(drafts.questionCount, "num"), moneyCell(drafts.cost, currency)]));
+    }
+    fill(byId("doc-lines"), rows, "No usage in this month.");
+    byId("doc-lines-questions").textContent = String(totals.questionCount ?? 0);
+    showMoney(byId("doc-lines-total"), totals.cost, currency);
+
+    fill(
+      byId("doc-adjustments"),
+      adjustments.map((adjustment) =>
+        documentRow([
+          cell(when(adjustment.createdAt)),
+          cell(adjustment.reason, "text"),
+          moneyCell(adjustment.amount, currency),
+        ]),
+      ),
+      "No adjustments.",
+    );
+    byId("doc-foot").textContent = closed
+      ? `This statement was closed on ${when(statement.closedAt)} and no longer changes. ` +
+        `Amounts in ${currency || "the billing currency"}, to 4 decimal places.`
+      : `This month is still open: its figures may change until it is closed.`;
+  }
+
+  /** The printable page of one month's statement, instead of the console. */
+  async function startPrintView(period, company) {
+    document.body.classList.add("print-view");
+    byId("print-back").href = statementAddress(period, false);
+    byId("print-now").addEventListener("click", () => window.print());
+    let statement;
+    try {
+      statement = await wholeStatement(period);
+    } catch (error) {
+      if (!(error instanceof SignedOut)) {
+        showNotice("This statement could not be loaded", reason(error));
+        byId("print-now").hidden = true; // only the way back
+        byId("print-toolbar").hidden = false;
+        byId("console").hidden = false;
+        document.body.setAttribute("data-ready", "true");
+      }
+      return;
+    }
+    if (!session.token) {
+      return; // signed out while loading
+    }
+    renderDocument(statement, company);
+    byId("loading").hidden = true;
+    byId("print-toolbar").hidden = false;
+    byId("statement-document").hidden = false;
+    byId("console").hidden = false;
+    document.body.setAttribute("data-ready", "true");
   }
 
   async function downloadCsv(event, range) {
@@ -621,6 +881,11 @@
     session.token = token;
     setTimeout(expired, Math.min(expiresAt - Date.now(), 2 ** 31 - 1));
     byId("company").textContent = claims.company_id ? `Company ${claims.company_id}` : "";
+    const view = requestedView();
+    if (view.print && view.period) {
+      await startPrintView(view.period, claims.company_id ? String(claims.company_id) : "");
+      return;
+    }
 
     const now = new Date();
     const range = chartRange(now);
@@ -633,7 +898,7 @@
     byId("range-label").textContent =
       `${isoDay(range.from)} to ${isoDay(new Date(range.to.getTime() - DAY_MS))} (UTC)`;
     byId("period-note").textContent = `${monthName(thisPeriod)} so far`;
-    monthChoices(now);
+    monthChoices(now, view.period);
 
     const summaryPage = (cursor) => getJson("/api/billing/summary", { limit: PAGE_SIZE, cursor });
     const draftsPage = (abandoned) => (cursor) =>
@@ -650,7 +915,7 @@
       }),
       draftsPage(false)(null),
       draftsPage(true)(null),
-      showStatement(previousMonth),
+      showStatement(view.period ?? previousMonth),
     ]);
     if (!session.token) {
       return; // signed out while loading: the notice says why
@@ -666,7 +931,7 @@
 
     if (budget.status === "fulfilled") {
       renderBudget(budget.value);
-      byId("period-spend").textContent = String(budget.value.spent);
+      showMoney(byId("period-spend"), budget.value.spent, budget.value.currency);
       if (budget.value.period) {
         byId("period-note").textContent = `${monthName(budget.value.period)} so far`;
       }
@@ -678,7 +943,7 @@
         const monthly = await getJson("/api/billing/summary", {
           from: rfc3339(month.from), to: rfc3339(month.to), limit: 1,
         });
-        byId("period-spend").textContent = String(monthly.totals.cost);
+        showMoney(byId("period-spend"), monthly.totals.cost, monthly.currency);
       } catch (error) {
         if (error instanceof SignedOut) {
           return;
