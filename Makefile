@@ -36,9 +36,11 @@ lint: $(STAMP)
 # tests), poppler-utils (pdftotext, pdftoppm: the printed statement), Node.js and npm
 # (axe-core for the browser tests), wrk (load benchmarks). Installed when missing and
 # this user may; else a warning.
-SYSTEM_PACKAGES := chromium chromium-driver poppler-utils nodejs npm wrk
+# Node.js and npm count as there when `npm` runs, whoever installed them.
+SYSTEM_PACKAGES := chromium chromium-driver poppler-utils wrk
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
