@@ -117,9 +117,9 @@ UPDATE model_repricings
 SET after_at = $2, after_event = $3, scanned = scanned + $4, repriced = repriced + $5,
     finished_at = CASE WHEN $6 THEN clock_timestamp() END
 WHERE id = $1
+RETURNING scanned, repriced
 """
 
-PENDING_REPRICINGS = "SELECT count(*) FROM model_repricings WHERE finished_at IS NULL"
 
 # ---------------------------------------------------------------- margin rollups
 
@@ -422,8 +422,9 @@ async def reprice_calls(conn: Connection, calls: Sequence[Call]) -> None:
 
 async def advance_repricing(
     conn: Connection, job: Repricing, last: Call | None, scanned: int, repriced: int, done: bool
-) -> None:
-    await conn.execute(
+) -> tuple[int, int]:
+    """Move the re-pricing on past `last`; its calls scanned and re-priced so far."""
+    row = await conn.fetchrow(
         ADVANCE_REPRICING,
         job.id,
         last.occurred_at if last is not None else job.after_at,
@@ -432,11 +433,8 @@ async def advance_repricing(
         repriced,
         done,
     )
-
-
-async def pending_repricings(conn: Connection) -> int:
-    pending: int = await conn.fetchval(PENDING_REPRICINGS)
-    return pending
+    assert row is not None
+    return row["scanned"], row["repriced"]
 
 
 def _columns(amounts: Sequence[MarginAmounts]) -> list[list[Any]]:
