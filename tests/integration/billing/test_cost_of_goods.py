@@ -222,28 +222,34 @@ async def _json(request: Any) -> dict[str, Any]:
 
 
 async def test_the_margin_pages_through_every_company_once(billing: Stack) -> None:
+    """A range of whole months and days around them: each company once, summed whole."""
     companies = [uuid.uuid4() for _ in range(5)]
-    events = [generated(c, at=DAY + timedelta(days=i)) for i, c in enumerate(companies)]
+    days = ["2026-02-27", "2026-03-01", "2026-03-31", "2026-04-01", "2026-04-20"]
+    events = [
+        generated(c, at=datetime.fromisoformat(f"{day}T12:00:00+00:00"))
+        for c, day in zip(companies, days, strict=True)
+    ]
+    twice = generated(companies[1], at=datetime(2026, 4, 2, tzinfo=UTC))  # a month and a day
+    events.append(twice)
     await record(billing, *events, *(call_of(e) for e in events))
+    span = {"from": "2026-02-27", "to": "2026-04-20"}
     pages = await every_page(
         lambda params: _json(
-            billing.billing.get(
-                MARGIN,
-                params={"from": "2026-03-09", "to": "2026-04-20", "limit": 2, **params},
-                headers=OPERATOR,
-            )
+            billing.billing.get(MARGIN, params={**span, "limit": 2, **params}, headers=OPERATOR)
         ),
         "groups",
     )
     assert [len(page) for page in pages] == [2, 2, 1]
-    assert [g["group"] for page in pages for g in page] == sorted(str(c) for c in companies)
-    cursor = (await margin(billing, **{"from": "2026-03-09", "to": "2026-04-20", "limit": "2"}))[
-        "nextCursor"
-    ]
+    groups = {g["group"]: g for page in pages for g in page}
+    assert list(groups) == sorted(str(c) for c in companies)
+    assert groups[str(companies[1])]["calls"] == 2
+    assert groups[str(companies[1])]["revenue"] == "0.2000"
+    inside = await margin(billing, **{"from": "2026-02-28", "to": "2026-04-19"})
+    assert [g["group"] for g in inside["groups"]] == sorted(str(c) for c in companies[1:4])
+
+    cursor = (await margin(billing, **span, limit="2"))["nextCursor"]
     other_query = await billing.billing.get(
-        MARGIN,
-        params={"from": "2026-03-09", "to": "2026-04-21", "cursor": cursor},
-        headers=OPERATOR,
+        MARGIN, params={**span, "to": "2026-04-21", "cursor": cursor}, headers=OPERATOR
     )
     assert other_query.status_code == 422
     assert other_query.json()["errors"][0]["field"] == "cursor"
