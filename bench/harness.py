@@ -186,6 +186,11 @@ def token(company_id: uuid.UUID) -> str:
     return auth.token(company_id, user=None, ttl_seconds=3600 * 4)
 
 
+def operator_token(company_id: uuid.UUID) -> str:
+    """A `platform:admin` token: the operator's reads (prices, the margin)."""
+    return auth.token(company_id, user="operator", roles=["platform:admin"], ttl_seconds=3600 * 4)
+
+
 def service_env(**extra: str) -> dict[str, str]:
     """This environment without the services' own settings, which each process is given."""
     env = {

@@ -4,7 +4,8 @@ A recruiter generates questions for a draft (the front end sends the draft's
 UUID as `jobId`), billing records the draft's usage at once, the recruiter
 saves the job, and billing moves the usage onto it. Then a streamed generation
 arrives question by question, and one the recruiter leaves after three
-questions is billed for those three.
+questions is billed for those three. Last, what the operator sees: the demo
+company's margin (revenue against the provider's cost of its LLM calls).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -104,10 +106,53 @@ def streamed_story(client: httpx.Client, headers: dict[str, str]) -> None:
     )
 
 
+def company_margin(
+    client: httpx.Client, headers: dict[str, str], company: uuid.UUID, day: str
+) -> dict[str, Any] | None:
+    """The company's group in the day's margin by company, paging to it as an operator."""
+    params: dict[str, str] = {"from": day, "to": day, "groupBy": "company", "limit": "1000"}
+    while True:
+        response = client.get(
+            f"{BILLING_URL}/api/billing/admin/margin", params=params, headers=headers
+        )
+        response.raise_for_status()
+        page = response.json()
+        for group in page["groups"]:
+            if group["group"] == str(company):
+                found: dict[str, Any] = {**group, "currency": page["currency"]}
+                return found
+        if page["nextCursor"] is None:
+            return None
+        params = {**params, "cursor": page["nextCursor"]}
+
+
+def describe_margin(margin: dict[str, Any] | None) -> str:
+    if margin is None:
+        return "nothing recorded for it today."
+    text = f"revenue {margin['currency']} {margin['revenue']} over {margin['calls']} LLM call(s)"
+    if margin["calls"] == 0:
+        revenue = f"revenue {margin['currency']} {margin['revenue']}"
+        return f"{revenue}; no LLM call recorded yet, so no provider cost and no margin."
+    if margin["providerCost"] is None:
+        return (
+            f"{text}; provider cost not known yet (no priced call recorded: "
+            f"{margin['unpricedCalls']} unpriced), so no margin."
+        )
+    percent = "" if margin["marginPercent"] is None else f" ({margin['marginPercent']}%)"
+    return (
+        f"{text}: provider cost {margin['providerCost']} "
+        f"({margin['unbilledProviderCost']} of it not billed), margin {margin['margin']}{percent}."
+    )
+
+
 def main() -> int:
     company = uuid.uuid4()
     secret = ServiceSettings().auth_jwt_secret.get_secret_value()
     headers = {"Authorization": f"Bearer {issue_token(secret, company, user='demo@example.com')}"}
+    operator = issue_token(
+        secret, uuid.uuid4(), user="operator@example.com", roles=["platform:admin"]
+    )
+    operator_headers = {"Authorization": f"Bearer {operator}"}
     draft = str(uuid.uuid4())
 
     with httpx.Client(timeout=60) as client:
@@ -160,6 +205,10 @@ def main() -> int:
             f" {len(usage(client, headers, draftJobId=draft))} left under the draft."
         )
         streamed_story(client, headers)
+
+        today = datetime.now(UTC).date().isoformat()
+        margin = company_margin(client, operator_headers, company, today)
+        print(f"\n7. The operator's margin on this company today: {describe_margin(margin)}")
     return 0
 
 

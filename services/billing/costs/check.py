@@ -2,7 +2,8 @@
 
 Recomputes every margin rollup from what it sums (the usage rows' cost, the
 calls' provider cost) and prints one JSON line per rollup that differs, then a
-summary; exits 1 if anything differed. `--fix` also rewrites what differs.
+summary; exits 1 if anything differed. `--fix` rewrites what differs instead (and
+exits 0 once it is fixed): for a ledger loaded by other means, say.
 
 One transaction holding the margin rollups' EXCLUSIVE lock: billing's batches
 wait for it (readers do not), so run it at a quiet moment on a large ledger.
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     report = asyncio.run(check(Settings().database_url, fix=args.fix))
     print(json.dumps(report), flush=True)
-    return 1 if report["differing"] else 0
+    return 1 if report["differing"] and not args.fix else 0
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ class MarginDeltas:
     """What one batch (or one round of re-pricing) adds to each margin rollup, by key."""
 
     days: dict[tuple[UUID, date, str], MarginAmounts] = field(default_factory=dict)
-    periods: dict[tuple[str, UUID, str], MarginAmounts] = field(default_factory=dict)
+    periods: dict[tuple[UUID, str, str], MarginAmounts] = field(default_factory=dict)
     model_days: dict[tuple[date, str], MarginAmounts] = field(default_factory=dict)
 
     def add(self, company_id: UUID, model: str, at: datetime, amounts: MarginAmounts) -> None:
@@ -117,7 +117,7 @@ class MarginDeltas:
         stem = model_stem(model)
         day = day_of(at)
         _add(self.days, (company_id, day, stem), amounts)
-        _add(self.periods, (month_of(day), company_id, stem), amounts)
+        _add(self.periods, (company_id, month_of(day), stem), amounts)
         _add(self.model_days, (day, stem), amounts)
 
     def is_empty(self) -> bool:

@@ -42,6 +42,8 @@ class Round:
     scanned: int
     repriced: int
     done: bool
+    total_scanned: int  # by every round of this re-pricing so far
+    total_repriced: int
 
 
 async def reprice_round(conn: Connection, batch_size: int) -> Round | None:
@@ -66,8 +68,8 @@ async def reprice_round(conn: Connection, batch_size: int) -> Round | None:
     await store.add_margins(conn, deltas)
     done = len(calls) < batch_size
     last = calls[-1] if calls else None
-    await store.advance_repricing(conn, job, last, len(calls), len(changed), done)
-    return Round(job.model_price_id, len(calls), len(changed), done)
+    totals = await store.advance_repricing(conn, job, last, len(calls), len(changed), done)
+    return Round(job.model_price_id, len(calls), len(changed), done, *totals)
 
 
 class Repricer:
@@ -99,8 +101,13 @@ class Repricer:
             done = await reprice_round(conn, self._batch_size)
         if done is not None:
             metrics.CALLS_REPRICED.inc(done.repriced)
-            if done.done:
-                log.info("re-pricing finished", model_price_id=str(done.model_price_id))
+            if done.done and done.total_scanned:  # not the versions no call was waiting for
+                log.info(
+                    "re-pricing finished",
+                    model_price_id=str(done.model_price_id),
+                    calls_scanned=done.total_scanned,
+                    calls_repriced=done.total_repriced,
+                )
         return done
 
     async def _run(self) -> None:

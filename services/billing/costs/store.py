@@ -117,9 +117,9 @@ UPDATE model_repricings
 SET after_at = $2, after_event = $3, scanned = scanned + $4, repriced = repriced + $5,
     finished_at = CASE WHEN $6 THEN clock_timestamp() END
 WHERE id = $1
+RETURNING scanned, repriced
 """
 
-PENDING_REPRICINGS = "SELECT count(*) FROM model_repricings WHERE finished_at IS NULL"
 
 # ---------------------------------------------------------------- margin rollups
 
@@ -149,29 +149,51 @@ ADD_MARGIN_DAYS = _add_margins(
     "margin_days", (("company_id", "uuid"), ("day", "date"), ("model", "text"))
 )
 ADD_MARGIN_PERIODS = _add_margins(
-    "margin_periods", (("period", "text"), ("company_id", "uuid"), ("model", "text"))
+    "margin_periods", (("company_id", "uuid"), ("period", "text"), ("model", "text"))
 )
 ADD_MARGIN_MODEL_DAYS = _add_margins("margin_model_days", (("day", "date"), ("model", "text")))
 
 # ---------------------------------------------------------------- reading the margin
 
-SUMMED = ", ".join(f"sum({name})" for name in SUMS)
+SUMMED = ", ".join(f"sum({name}) AS {name}" for name in SUMS)
 PLAIN = ", ".join(SUMS)
 
-# By company: its months whole ($1) and the days around them ($2..$5, inclusive runs),
-# in company order after the cursor ($6), a page ($7). Each part is read in key order,
-# so the first page reads only the first companies' rows.
-MARGIN_BY_COMPANY = f"""
-SELECT company_id AS key, {SUMMED} FROM (
-    SELECT company_id, {PLAIN} FROM margin_periods
-    WHERE period = ANY($1::text[]) AND ($6::uuid IS NULL OR company_id > $6)
-    UNION ALL
-    SELECT company_id, {PLAIN} FROM margin_days
-    WHERE (day BETWEEN $2 AND $3 OR day BETWEEN $4 AND $5)
-      AND ($6::uuid IS NULL OR company_id > $6)
-) AS parts
-GROUP BY company_id ORDER BY company_id LIMIT $7
+# By company, from company $1 on (the one after the cursor), a page of $2: the range's
+# whole months ($3) and the days around them (two inclusive runs, numbered after the
+# months). Both rollups lead with the company, so each part streams its first $2
+# companies from its key and stops: a company among the first $2 of the whole is among
+# the first $2 of each part it is in, so the page needs no more, and the first page
+# reads the first companies' rows only, however many companies there are. One
+# statement per shape of range, so that each plan (a generic one too) holds only the
+# parts the range has.
+COMPANY_MONTHS = f"""
+    SELECT company_id, {SUMMED} FROM margin_periods
+    WHERE company_id >= $1 AND period = ANY($3::text[])
+    GROUP BY company_id ORDER BY company_id LIMIT $2"""
+
+
+def _company_days(first: int) -> str:
+    """The days part, its four parameters numbered from `first`."""
+    a, b, c, d = (f"${n}" for n in range(first, first + 4))
+    return f"""
+    SELECT company_id, {SUMMED} FROM margin_days
+    WHERE company_id >= $1 AND (day BETWEEN {a}::date AND {b} OR day BETWEEN {c}::date AND {d})
+    GROUP BY company_id ORDER BY company_id LIMIT $2"""
+
+
+def _by_company(*parts: str) -> str:
+    named = ", ".join(f"part{n} AS ({part}\n)" for n, part in enumerate(parts))
+    union = " UNION ALL ".join(f"SELECT * FROM part{n}" for n in range(len(parts)))
+    return f"""
+WITH {named}
+SELECT company_id AS key, {SUMMED} FROM ({union}) AS parts
+GROUP BY company_id ORDER BY company_id LIMIT $2
 """
+
+
+MARGIN_BY_COMPANY_MONTHS = _by_company(COMPANY_MONTHS)
+MARGIN_BY_COMPANY_DAYS = _by_company(_company_days(3))
+MARGIN_BY_COMPANY = _by_company(COMPANY_MONTHS, _company_days(4))
 
 # By model or by day: every company together, from the days of the range.
 MARGIN_BY_MODEL = f"""
@@ -214,25 +236,21 @@ class MarginRollup:
     """A margin rollup, and what the staged usage rows and calls add up to for it."""
 
     table: str
-    keys: str
     expected: str
 
 
 MARGIN_ROLLUPS = (
     MarginRollup(
         "margin_days",
-        "company_id, day, model",
         f"SELECT company_id, day, model, {SUMMED} FROM margin_parts GROUP BY 1, 2, 3",
     ),
     MarginRollup(
         "margin_periods",
-        "period, company_id, model",
-        f"SELECT to_char(day, 'YYYY-MM'), company_id, model, {SUMMED} FROM margin_parts "
+        f"SELECT company_id, to_char(day, 'YYYY-MM'), model, {SUMMED} FROM margin_parts "
         "GROUP BY 1, 2, 3",
     ),
     MarginRollup(
         "margin_model_days",
-        "day, model",
         f"SELECT day, model, {SUMMED} FROM margin_parts GROUP BY 1, 2",
     ),
 )
@@ -422,8 +440,9 @@ async def reprice_calls(conn: Connection, calls: Sequence[Call]) -> None:
 
 async def advance_repricing(
     conn: Connection, job: Repricing, last: Call | None, scanned: int, repriced: int, done: bool
-) -> None:
-    await conn.execute(
+) -> tuple[int, int]:
+    """Move the re-pricing on past `last`; its calls scanned and re-priced so far."""
+    row = await conn.fetchrow(
         ADVANCE_REPRICING,
         job.id,
         last.occurred_at if last is not None else job.after_at,
@@ -432,11 +451,8 @@ async def advance_repricing(
         repriced,
         done,
     )
-
-
-async def pending_repricings(conn: Connection) -> int:
-    pending: int = await conn.fetchval(PENDING_REPRICINGS)
-    return pending
+    assert row is not None
+    return row["scanned"], row["repriced"]
 
 
 def _columns(amounts: Sequence[MarginAmounts]) -> list[list[Any]]:
@@ -480,17 +496,16 @@ async def margin_by_company(
     after: UUID | None,
     limit: int,
 ) -> list[MarginGroup]:
-    runs = [*days, *([(None, None)] * (2 - len(days)))]
-    rows = await conn.fetch(
-        MARGIN_BY_COMPANY,
-        list(months),
-        runs[0][0],
-        runs[0][1],
-        runs[1][0],
-        runs[1][1],
-        after,
-        limit,
-    )
+    # From the company after the cursor's on (`>=`, so that the key bounds the scan).
+    start = UUID(int=0) if after is None else UUID(int=after.int + 1)
+    runs = [*days, *([(days[-1] if days else (None, None))] * (2 - len(days)))]
+    day_args = (runs[0][0], runs[0][1], runs[1][0], runs[1][1])
+    if months and days:
+        rows = await conn.fetch(MARGIN_BY_COMPANY, start, limit, list(months), *day_args)
+    elif months:
+        rows = await conn.fetch(MARGIN_BY_COMPANY_MONTHS, start, limit, list(months))
+    else:
+        rows = await conn.fetch(MARGIN_BY_COMPANY_DAYS, start, limit, *day_args)
     return [MarginGroup(row["key"], _amounts(row)) for row in rows]
 
 

@@ -90,11 +90,15 @@ CREATE TABLE margin_days (
     reasoning_tokens BIGINT NOT NULL,
     PRIMARY KEY (company_id, day, model)
 );
+-- The days at a range's edges when few companies have any: found by day, not by walking
+-- every company's key.
+CREATE INDEX margin_days_by_day ON margin_days (day);
 
--- Per month, company and model: a month by company is a page of this table in key order.
+-- Per company, month and model: a month by company is read in company order, a page
+-- of companies at a time (the key leads with the company for that).
 CREATE TABLE margin_periods (
-    period TEXT NOT NULL CHECK (period ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'),
     company_id UUID NOT NULL,
+    period TEXT NOT NULL CHECK (period ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'),
     model TEXT NOT NULL,
     generations BIGINT NOT NULL,
     revenue NUMERIC(18, 4) NOT NULL,
@@ -107,7 +111,7 @@ CREATE TABLE margin_periods (
     cached_prompt_tokens BIGINT NOT NULL,
     completion_tokens BIGINT NOT NULL,
     reasoning_tokens BIGINT NOT NULL,
-    PRIMARY KEY (period, company_id, model)
+    PRIMARY KEY (company_id, period, model)
 );
 
 -- Per day and model, every company together: by model or by day without the companies.
@@ -144,7 +148,7 @@ SELECT company_id, day, model, generations, revenue, 0, 0, 0, 0, 0, 0, 0, 0, 0
 FROM margin_backfill;
 
 INSERT INTO margin_periods
-SELECT to_char(day, 'YYYY-MM'), company_id, model, sum(generations), sum(revenue),
+SELECT company_id, to_char(day, 'YYYY-MM'), model, sum(generations), sum(revenue),
        0, 0, 0, 0, 0, 0, 0, 0, 0
 FROM margin_backfill GROUP BY 1, 2, 3;
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from contracts.events import Event, JobCreated, QuestionsGenerated
+from contracts.events import Event, JobCreated, LlmCallFinished, QuestionsGenerated
 from services.servicekit import db
 from tests.support.broker import publish_events
 from tests.support.databases import ServiceDatabases
@@ -44,16 +44,19 @@ async def record(stack: Stack, *events: Event) -> None:
     await publish_events(stack.topology, *events)
     usage_ids = [event.event_id for event in events if isinstance(event, QuestionsGenerated)]
     job_ids = [event.job_id for event in events if isinstance(event, JobCreated)]
+    call_ids = [event.event_id for event in events if isinstance(event, LlmCallFinished)]
 
     async def committed() -> bool:
         rows = await stack.fetch(
             stack.dbs.billing,
             "SELECT (SELECT count(*) FROM question_generation_usage WHERE event_id = ANY($1))"
-            " + (SELECT count(*) FROM known_jobs WHERE job_id = ANY($2)) AS done",
+            " + (SELECT count(*) FROM known_jobs WHERE job_id = ANY($2))"
+            " + (SELECT count(*) FROM llm_calls WHERE event_id = ANY($3)) AS done",
             usage_ids,
             job_ids,
+            call_ids,
         )
-        return int(rows[0]["done"]) == len(usage_ids) + len(job_ids)
+        return int(rows[0]["done"]) == len(usage_ids) + len(job_ids) + len(call_ids)
 
     await eventually(committed, timeout=30)
 

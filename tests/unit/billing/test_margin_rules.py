@@ -49,7 +49,7 @@ def test_a_batch_adds_revenue_and_provider_cost_under_one_key_per_company_day_an
     )
     key = (COMPANY, date(2026, 3, 31), "gpt-4o")
     assert list(deltas.days) == [key]
-    assert list(deltas.periods) == [("2026-03", COMPANY, "gpt-4o")]
+    assert list(deltas.periods) == [(COMPANY, "2026-03", "gpt-4o")]
     assert list(deltas.model_days) == [(date(2026, 3, 31), "gpt-4o")]
     amounts = deltas.days[key]
     assert amounts.generations == 1
@@ -60,7 +60,7 @@ def test_a_batch_adds_revenue_and_provider_cost_under_one_key_per_company_day_an
     assert amounts.unbilled_calls == 1
     assert amounts.unbilled_provider_cost == Decimal("0.00100000")
     assert amounts.cached_prompt_tokens == 120
-    assert deltas.periods[("2026-03", COMPANY, "gpt-4o")] == amounts
+    assert deltas.periods[(COMPANY, "2026-03", "gpt-4o")] == amounts
 
 
 def test_days_are_utc_days() -> None:
