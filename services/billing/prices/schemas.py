@@ -10,8 +10,8 @@ from uuid import UUID
 from pydantic import ConfigDict, Field
 
 from services.billing.prices.rules import PriceVersion
-from services.billing.reads.api import Timestamp
 from services.billing.reads.schemas import CamelModel, Money
+from services.servicekit.instants import Timestamp
 
 # In: at least 0, at most 4 places ("0.1500"); a float's binary noise is refused, not rounded.
 PriceAmount = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]

@@ -14,12 +14,7 @@ from services.billing.statements.handlers import (
     PeriodNotEnded,
     StatementView,
 )
-from services.billing.statements.rules import (
-    InvalidCursor,
-    InvalidPeriod,
-    LineCursor,
-    Period,
-)
+from services.billing.statements.rules import InvalidPeriod, LineCursor, Period
 from services.billing.statements.schemas import (
     Adjustment,
     AdjustmentFingerprint,
@@ -35,8 +30,9 @@ from services.billing.statements.schemas import (
 from services.billing.statements.store import Adjustment as StoredAdjustment
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
 from services.servicekit.db import Connection
-from services.servicekit.http import Clock, Pool
+from services.servicekit.http import Clock, Cursors, Pool
 from services.servicekit.idempotency import Idempotent
+from services.servicekit.pagination import MAX_CURSOR, CursorSeal, decimal_key, uuid_key
 from services.servicekit.problems import Problem, documented, invalid
 
 router = APIRouter(prefix="/api/billing", tags=["statements"])
@@ -68,17 +64,18 @@ async def get_statement(
     principal: CurrentPrincipal,
     period: InPath,
     pool: Pool,
+    cursors: Cursors,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = DEFAULT_LINES,
-    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
 ) -> Statement:
     """The company's statement of a month: frozen once the month is closed."""
     company = principal.company_id
-    try:
-        after = LineCursor.decode(cursor, period, company) if cursor else None
-    except InvalidCursor as exc:
-        raise invalid("cursor", str(exc)) from exc
+    after = None
+    if cursor:
+        cost, job_id = cursors.open(cursor, "statement.lines", LineCursor.scope(period, company), 2)
+        after = LineCursor(decimal_key(cost), uuid_key(job_id))
     view = await handlers.read_statement(pool, company, period, after, limit)
-    return statement(view, company)
+    return statement(view, company, cursors)
 
 
 @router.post(
@@ -187,7 +184,7 @@ def adjustment(stored: StoredAdjustment) -> Adjustment:
     )
 
 
-def statement(view: StatementView, company_id: UUID) -> Statement:
+def statement(view: StatementView, company_id: UUID, cursors: CursorSeal) -> Statement:
     figures = view.figures
     return Statement(
         period=str(view.period),
@@ -199,7 +196,11 @@ def statement(view: StatementView, company_id: UUID) -> Statement:
             for line in view.lines.items
         ],
         next_cursor=view.lines.cursor(
-            lambda last: LineCursor(last.cost, last.job_id).encode(view.period, company_id)
+            lambda last: cursors.seal(
+                "statement.lines",
+                LineCursor.scope(view.period, company_id),
+                LineCursor(last.cost, last.job_id).key(),
+            )
         ),
         drafts=StatementDrafts(
             count=figures.draft_count,

@@ -288,3 +288,50 @@ async def test_usage_rows_carry_their_period_and_price(billing: Stack, company: 
     [row] = body["items"]
     assert row["period"] == "2025-01"
     assert "priceId" in row
+
+
+BEFORE_TIME = "0001-01-01T00:00:00+01:00"  # 31 December of the year 0 in UTC
+AFTER_TIME = "9999-12-31T23:30:00-01:00"  # 1 January 10000 in UTC
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/billing/summary", "/api/billing/usage", "/api/billing/usage.csv"]
+)
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": BEFORE_TIME}, "from"),
+        ({"to": AFTER_TIME}, "to"),
+        ({"from": BEFORE_TIME, "to": AFTER_TIME}, "from"),
+        ({"from": "2025-01-01T00:00:00Z", "to": AFTER_TIME}, "to"),
+    ],
+)
+async def test_a_range_off_the_calendar_in_utc_is_a_422_naming_the_field(
+    billing: Stack, company: UUID, path: str, params: dict[str, str], field: str
+) -> None:
+    assert field in await refused(billing, company, path, **params)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": BEFORE_TIME, "to": "0001-01-02"}, "from"),
+        ({"from": "2025-01-01", "to": AFTER_TIME}, "to"),
+        ({"from": "9999-12-01", "to": "9999-12-31"}, "to"),
+    ],
+)
+async def test_a_daily_series_off_the_calendar_is_a_422_naming_the_field(
+    billing: Stack, company: UUID, params: dict[str, str], field: str
+) -> None:
+    assert field in await refused(billing, company, "/api/billing/usage/daily", **params)
+
+
+async def test_the_first_and_last_instants_of_the_calendar_are_answered(
+    billing: Stack, company: UUID
+) -> None:
+    await record(billing, generated(company, draft="d", questions=10))
+    everything = {"from": "0001-01-01T00:00:00Z", "to": "9998-12-31T23:59:59.999999Z"}
+    body = await billing.billing_json(company, "/api/billing/summary", **everything)
+    assert body["totals"]["cost"] == "0.1000"
+    page = await billing.billing_json(company, "/api/billing/usage", **everything)
+    assert len(page["items"]) == 1
