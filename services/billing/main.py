@@ -23,7 +23,7 @@ from services.billing.ledger.consume import Consumer
 from services.billing.ledger.record import record_batch
 from services.billing.ledger.rules import Pricing
 from services.billing.prices.api import router as prices_router
-from services.billing.prices.book import record_environment_price
+from services.billing.prices.book import seed_environment_price
 from services.billing.reads.api import ERRORS, router
 from services.billing.statements.api import router as statements_router
 from services.billing.webhooks.api import router as webhooks_router
@@ -93,7 +93,7 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         poll_seconds=settings.webhook_poll_seconds,
     )
     # Before the first batch: every generation is priced by a version of the book.
-    await record_environment_price(pool, pricing)
+    await seed_environment_price(pool, pricing)
 
     async def start() -> None:
         await consumer.start()
