@@ -2,9 +2,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_extra_types.currency_code import Currency
 
+from services.billing.ledger.rules import Pricing
+from services.billing.prices.rules import (
+    MarginPercent,
+    PriceAmount,
+    UnbillablePrice,
+    check_billable,
+)
 from services.servicekit.settings import PublisherSettings
 
 
@@ -15,8 +22,10 @@ class Settings(PublisherSettings):
     )
     port: int = Field(default=8003, validation_alias="BILLING_PORT")
 
-    price_per_10_questions: Decimal = Field(default=Decimal("0.10"), ge=0, max_digits=12)
-    profit_margin_percent: Decimal = Field(default=Decimal("0"), ge=0, le=10_000, max_digits=12)
+    # Seed the price book's default once (prices/book.py), so checked as a price set by
+    # the API is: a price no generation could be billed at is refused at start.
+    price_per_10_questions: PriceAmount = Decimal("0.10")
+    profit_margin_percent: MarginPercent = Decimal("0")
     billing_currency: Currency = Field(
         default=Currency("USD"), description="ISO 4217 code of every amount billing answers with."
     )
@@ -53,3 +62,11 @@ class Settings(PublisherSettings):
     credit_expiry_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often billing looks for credit grants to expire."
     )
+
+    @model_validator(mode="after")
+    def _billable_price(self) -> Settings:
+        try:
+            check_billable(Pricing(self.price_per_10_questions, self.profit_margin_percent))
+        except UnbillablePrice as exc:
+            raise ValueError(f"PRICE_PER_10_QUESTIONS, PROFIT_MARGIN_PERCENT: {exc}") from exc
+        return self

@@ -28,7 +28,7 @@ from services.billing.ledger.consume import Consumer
 from services.billing.ledger.record import record_batch
 from services.billing.ledger.rules import Pricing
 from services.billing.prices.api import router as prices_router
-from services.billing.prices.book import record_environment_price
+from services.billing.prices.book import seed_environment_price
 from services.billing.reads.api import ERRORS, router
 from services.billing.statements.api import router as statements_router
 from services.billing.webhooks.api import router as webhooks_router
@@ -107,7 +107,7 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
     )
     # Before the first batch: every generation is priced by a version of the book, and
     # the models in common use have their shipped prices (once per database).
-    await record_environment_price(pool, pricing)
+    await seed_environment_price(pool, pricing)
     await load_shipped_prices(pool)
 
     async def start() -> None:

@@ -17,6 +17,7 @@ from services.servicekit.body_limit import BodyLimitMiddleware
 from services.servicekit.health import Check, ChecksFactory, health_router
 from services.servicekit.logs import CorrelationMiddleware, configure_logging
 from services.servicekit.metrics import HttpMetricsMiddleware
+from services.servicekit.pagination import CursorSeal
 from services.servicekit.problems import ErrorMap, install_problem_handlers
 from services.servicekit.settings import ServiceSettings
 
@@ -90,6 +91,19 @@ def get_clock(request: Request) -> Callable[[], datetime]:
 
 
 Clock = Annotated[Callable[[], datetime], Depends(get_clock)]
+
+
+def get_cursor_seal(request: Request) -> CursorSeal:
+    """The seal of the service's cursors, keyed from its secret (every replica shares it)."""
+    seal: CursorSeal | None = getattr(request.app.state, "cursor_seal", None)
+    if seal is None:
+        settings: ServiceSettings = request.app.state.settings
+        seal = CursorSeal.from_secret(settings.auth_jwt_secret.get_secret_value())
+        request.app.state.cursor_seal = seal
+    return seal
+
+
+Cursors = Annotated[CursorSeal, Depends(get_cursor_seal)]
 
 
 def _runtime_readiness(request: Request) -> Mapping[str, Check]:

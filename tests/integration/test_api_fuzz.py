@@ -13,12 +13,15 @@ loop of its own on a thread, and each request is handed to it.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -26,6 +29,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core.result import Err
 from schemathesis.openapi.loaders import from_dict
@@ -204,6 +208,133 @@ def test_no_server_error_and_rejected_requests_change_nothing(
         assert response.status_code < 500, (name, request, response.text)
         if counted and 400 <= response.status_code < 500:
             assert live.count(service) == before, ("a rejected request wrote", request)
+
+    check()
+
+
+# ---------------------------------------------------------------- the read routes at their edges
+
+# Valid by their types but at the edges of what can be written: the first and last instants
+# of the calendar in every offset (some fall outside it in UTC), month ends, leap days.
+EDGE_TIMES = [
+    "0001-01-01T00:00:00",
+    "0001-01-01T00:59:59.999999",
+    "0001-01-02T00:00:00",
+    "1970-01-01T00:00:00",
+    "2024-02-29T23:59:59",
+    "2026-12-31T23:30:00",
+    "9998-12-31T23:59:59",
+    "9999-01-01T00:00:00",
+    "9999-12-31T00:00:00",
+    "9999-12-31T23:30:00",
+    "9999-12-31T23:59:59.999999",
+]
+OFFSETS = ["Z", "+00:00", "+01:00", "-01:00", "+14:00", "-12:00", "+23:59", "-23:59"]
+EDGE_DAYS = ["0001-01-01", "0001-01-02", "2024-02-29", "9998-12-31", "9999-12-30", "9999-12-31"]
+EDGE_PERIODS = ["0001-01", "0001-02", "9998-12", "9999-01", "9999-12", "0000-12", "2026-13"]
+EDGE_INTEGERS = [-(2**63), -1, 0, 1, 2, 499, 500, 501, 1000, 1001, 2**31, 2**63, 10**30]
+HUGE_NUMBERS = ["1E+300000", "-1E+300000", "NaN", "Infinity", "9" * 40, "-" + "9" * 40, "1e-9999"]
+
+
+def _b64(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def instants() -> st.SearchStrategy[str]:
+    ordinary = st.datetimes().map(lambda moment: moment.isoformat())  # naive: offsets follow
+    return st.builds(
+        "".join, st.tuples(st.sampled_from(EDGE_TIMES) | ordinary, st.sampled_from(OFFSETS))
+    )
+
+
+def forged_cursors(company: uuid.UUID) -> st.SearchStrategy[str]:
+    """Cursors in the shape each list hands out, carrying what no list would: instants off
+    the calendar, numbers past any column, another company; and plain garbage."""
+    ids = st.uuids().map(str)
+    numbers = st.sampled_from(HUGE_NUMBERS) | st.integers().map(str)
+    keys = st.lists(instants() | numbers | ids, min_size=2, max_size=2)
+    return st.one_of(
+        st.builds(lambda at, id_: _b64(f"{at}|{id_}"), instants(), ids),
+        st.builds(lambda key: _b64(json.dumps({"s": "0" * 16, "k": key})), keys),
+        st.builds(lambda number, id_: _b64(f"{number}|{id_}|{'0' * 12}"), numbers, ids),
+        st.builds(
+            lambda owner, number: _b64(f"webhook-attempts|{owner}|{number}"),
+            st.sampled_from([str(company), str(uuid.uuid4())]),
+            numbers,
+        ),
+        st.text(max_size=60),
+    )
+
+
+def query_values(name: str, schema: dict[str, Any], company: uuid.UUID) -> st.SearchStrategy[Any]:
+    """What to send as the parameter `name` of this schema: its edges, and junk of its kind."""
+    kinds = [schema, *schema.get("anyOf", [])]
+    formats = {kind.get("format") for kind in kinds}
+    types = {kind.get("type") for kind in kinds}
+    if name == "cursor":
+        return forged_cursors(company)
+    if name == "period":
+        return st.sampled_from(EDGE_PERIODS) | st.text(max_size=8)
+    if "date-time" in formats:
+        return instants()
+    if "date" in formats:
+        return st.sampled_from(EDGE_DAYS) | st.dates().map(str)
+    if "uuid" in formats:
+        return st.uuids().map(str) | st.just(str(uuid.UUID(int=0)))
+    if "integer" in types:
+        return st.sampled_from(EDGE_INTEGERS) | st.integers()
+    if "boolean" in types:
+        return st.sampled_from(["true", "false", "1", "maybe"])
+    enums = [value for kind in kinds for value in kind.get("enum", [])]
+    if enums:
+        return st.sampled_from(enums)
+    return st.text(max_size=40) | st.sampled_from(["=1+2", "-", "@", "\t", "0001-01"])
+
+
+def read_routes() -> list[Any]:
+    return [
+        pytest.param(service, operation, id=name)
+        for service in SERVICES
+        for name, operation in operations(service)
+        if operation.method.upper() == "GET"
+    ]
+
+
+@pytest.mark.parametrize(("service", "operation"), read_routes())
+def test_no_read_route_answers_5xx_to_any_query_at_its_edges(
+    live: Live, service: str, operation: Operation
+) -> None:
+    """Each read route, with its query and path parameters drawn from their edges (instants
+    that leave the calendar once in UTC, periods of the years 1 and 9999, forged cursors,
+    limits past a bigint) and any of them left out: a 2xx or a 4xx, never a 5xx."""
+    authorized = bearer(live.company)
+    parameters = operation.definition.raw.get("parameters", [])
+
+    def values(parameter: dict[str, Any]) -> st.SearchStrategy[Any]:
+        drawn = query_values(parameter["name"], parameter.get("schema", {}), live.company)
+        return drawn if parameter.get("required") else st.none() | drawn
+
+    @settings(
+        max_examples=EXAMPLES * 2,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(drawn=st.fixed_dictionaries({p["name"]: values(p) for p in parameters}))
+    def check(drawn: dict[str, Any]) -> None:
+        path = operation.path
+        params = {}
+        for parameter in parameters:
+            value = drawn[parameter["name"]]
+            if parameter["in"] == "path":
+                text = quote(str(value), safe="") or "x"
+                path = path.replace("{" + parameter["name"] + "}", text)
+            elif value is not None:
+                params[parameter["name"]] = value
+        request = {"method": "GET", "url": path, "params": params, "headers": authorized}
+        response = live.send(service, request)
+        assert response.status_code < 500, (path, params, response.text)
 
     check()
 

@@ -14,7 +14,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
-from contracts.events import DEFAULT_PRICE_COMPANY
 from services.billing.config import Settings
 from services.billing.costs import book, store
 from services.billing.costs.margins import InvalidRange, cut_into_months, figures
@@ -31,19 +30,13 @@ from services.billing.costs.schemas import (
     Repricing,
 )
 from services.billing.reads.api import get_settings
-from services.billing.reads.rules import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
-    decode_cursor,
-    encode_cursor,
-    refuse_cursor,
-)
+from services.billing.reads.rules import DEFAULT_PAGE, MAX_PAGE
 from services.billing.reads.schemas import CamelModel
 from services.servicekit.auth import Principal, require_role
 from services.servicekit.db import Connection
-from services.servicekit.http import Pool
+from services.servicekit.http import Cursors, Pool
 from services.servicekit.idempotency import Idempotent
-from services.servicekit.pagination import page_of, rows_for
+from services.servicekit.pagination import page_of, refuse, rows_for
 from services.servicekit.problems import documented, invalid
 
 router = APIRouter(prefix="/api/billing/admin", tags=["cost of goods"])
@@ -52,7 +45,6 @@ OPERATOR = "platform:admin"
 Operator = Annotated[Principal, Depends(require_role(OPERATOR))]
 BillingSettings = Annotated[Settings, Depends(get_settings)]
 # The admin lists are the operator's, not a company's: their cursors are bound to this.
-EVERY_COMPANY = DEFAULT_PRICE_COMPANY
 ADMIN_ANSWERS = {401: "no valid token", 403: f"the token lacks {OPERATOR}"}
 
 T = TypeVar("T")
@@ -119,6 +111,7 @@ async def set_model_price(
 async def list_model_prices(
     _: Operator,
     pool: Pool,
+    cursors: Cursors,
     model: Annotated[ModelName | None, Query(description="Only this model's versions.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -127,7 +120,7 @@ async def list_model_prices(
     scope = {"model": model}
     after = None
     if cursor is not None:
-        name, since, sequence = decode_cursor(cursor, "model-prices", EVERY_COMPANY, scope, 3)
+        name, since, sequence = cursors.open(cursor, "model-prices", scope, 3)
         after = (name, _parsed(datetime.fromisoformat, since), _parsed(int, sequence))
     async with pool.acquire() as conn:
         rows = await store.list_versions(conn, model, after, rows_for(limit))
@@ -135,9 +128,8 @@ async def list_model_prices(
     return ModelPriceList(
         prices=[_version(stored) for stored in page.items],
         next_cursor=page.cursor(
-            lambda last: encode_cursor(
+            lambda last: cursors.seal(
                 "model-prices",
-                EVERY_COMPANY,
                 scope,
                 [
                     last.price.model,
@@ -186,6 +178,7 @@ KEYS: dict[str, Callable[[str], Any]] = {
 async def get_margin(
     _: Operator,
     pool: Pool,
+    cursors: Cursors,
     settings: BillingSettings,
     from_: Annotated[date, Query(alias="from", description="First UTC day, YYYY-MM-DD.")],
     to: Annotated[date, Query(description="Last UTC day, YYYY-MM-DD, included.")],
@@ -201,7 +194,7 @@ async def get_margin(
     scope = {"groupBy": group_by, "from": from_.isoformat(), "to": to.isoformat()}
     after = None
     if cursor is not None:
-        (key,) = decode_cursor(cursor, "margin", EVERY_COMPANY, scope, 1)
+        (key,) = cursors.open(cursor, "margin", scope, 1)
         after = _parsed(KEYS[group_by], key)
     async with pool.acquire() as conn:
         rows = await store.margin_page(
@@ -214,9 +207,7 @@ async def get_margin(
         to=to,
         currency=settings.billing_currency,
         groups=[_group(row) for row in page.items],
-        next_cursor=page.cursor(
-            lambda last: encode_cursor("margin", EVERY_COMPANY, scope, [_key(last.key)])
-        ),
+        next_cursor=page.cursor(lambda last: cursors.seal("margin", scope, [_key(last.key)])),
     )
 
 
@@ -242,4 +233,4 @@ def _parsed(parse: Callable[[str], T], value: str) -> T:
     try:
         return parse(value)
     except ValueError as exc:
-        raise refuse_cursor("not a cursor this API returned") from exc
+        raise refuse() from exc

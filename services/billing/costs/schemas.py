@@ -12,8 +12,8 @@ from pydantic import ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from services.billing.costs.margins import TWO_PLACES
 from services.billing.costs.rules import MAX_RATE, format_cost
-from services.billing.reads.api import Timestamp
 from services.billing.reads.schemas import CamelModel, Money
+from services.servicekit.instants import Timestamp
 
 # A model as the provider names it (a dated snapshot too); no "/" (it is a path segment).
 ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00/]+$")]

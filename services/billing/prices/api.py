@@ -15,7 +15,7 @@ from services.billing.prices.rules import RetroactivePrice, UnbillablePrice, che
 from services.billing.prices.schemas import CompanyPriceList, Price, PriceIn
 from services.billing.reads.api import BillingCurrency, get_settings
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
-from services.servicekit.http import Pool
+from services.servicekit.http import Clock, Pool
 from services.servicekit.problems import PROBLEM_JSON, Problem
 
 router = APIRouter(prefix="/api/billing", tags=["prices"])
@@ -41,24 +41,31 @@ def field_error(field: str, message: str) -> Problem:
     responses={
         401: {"description": "no valid token", **PROBLEM},
         403: {"description": "the token lacks platform:admin", **PROBLEM},
-        422: {"description": "invalid price, or effectiveFrom before now", **PROBLEM},
+        422: {
+            "description": "invalid price, or effectiveFrom before now or before usage "
+            "already billed",
+            **PROBLEM,
+        },
     },
 )
 async def set_price(
-    company_id: Annotated[UUID, Path(alias="companyId")],
+    company_id: Annotated[
+        UUID,
+        Path(
+            alias="companyId",
+            description="The company; the nil UUID sets the default price, every company's "
+            "until it has its own.",
+        ),
+    ],
     body: PriceIn,
     principal: PlatformAdmin,
     pool: Pool,
     currency: BillingCurrency,
+    clock: Clock,
 ) -> Price:
-    """Add a price version for a company, in force from `effectiveFrom` (now or later)."""
-    if company_id == DEFAULT_PRICE_COMPANY:
-        raise Problem(
-            422,
-            "invalid request: companyId: the nil UUID names the default price, "
-            "which the environment sets",
-            errors=[{"field": "companyId", "in": "path", "message": "not a company"}],
-        )
+    """Add a price version for a company (or the default), in force from `effectiveFrom`
+    (the request's own time or later)."""
+    requested_at = clock()  # before any wait: the instant the contract compares with
     pricing = Pricing(body.price_per_10_questions, body.profit_margin_percent)
     try:
         check_billable(pricing)
@@ -67,7 +74,12 @@ async def set_price(
     try:
         async with pool.acquire() as conn, conn.transaction():
             version = await book.set_price(
-                conn, company_id, pricing, body.effective_from, created_by=principal.user
+                conn,
+                None if company_id == DEFAULT_PRICE_COMPANY else company_id,
+                pricing,
+                body.effective_from,
+                requested_at=requested_at,
+                created_by=principal.user,
             )
     except RetroactivePrice as exc:
         raise field_error("effectiveFrom", str(exc)) from exc

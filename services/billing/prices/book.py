@@ -13,21 +13,23 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
+import structlog
 
 from contracts.events import DEFAULT_PRICE_COMPANY, PriceChanged, QuestionsGenerated
 from services.billing.ledger.rules import Pricing
 from services.billing.prices import store
 from services.billing.prices.rules import (
-    DEFAULT_EPOCH,
     PriceBook,
     PriceVersion,
+    check_after_billed,
     check_not_retroactive,
-    default_needs_recording,
-    default_price_id,
     environment_default,
+    latest_default,
 )
 from services.servicekit import outbox
 from services.servicekit.db import Connection
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,20 +53,24 @@ def price_changed(version: PriceVersion) -> PriceChanged:
 
 async def set_price(
     conn: Connection,
-    company_id: UUID,
+    company_id: UUID | None,
     pricing: Pricing,
     effective_from: datetime,
     *,
+    requested_at: datetime,
     created_by: str | None,
 ) -> PriceVersion:
-    """Add a company's version; `RetroactivePrice` if it would start before now.
+    """Add a company's version (None: a default version); `RetroactivePrice` if it would
+    start before the request's own time, or at or before usage already billed.
 
-    Inside the caller's transaction. The company's price lock makes batches that
-    are pricing its events finish first, and "now" is read after it: so no event
-    already priced can fall after the new version's start.
+    Inside the caller's transaction. The first check needs nothing but the request. Then
+    the price lock makes the batches pricing the company's events finish first (and later
+    ones wait for this transaction): so the latest generation billed, read after it, is
+    every generation priced by the versions before this one.
     """
+    check_not_retroactive(effective_from, requested_at)
     await store.lock_for_change(conn, company_id)
-    check_not_retroactive(effective_from, await store.now(conn))
+    check_after_billed(effective_from, await store.last_billed(conn, company_id))
     version = PriceVersion(uuid.uuid4(), company_id, pricing, effective_from)
     sequence = await store.add_version(conn, version, created_by)
     await outbox.enqueue(conn, price_changed(version))
@@ -83,29 +89,40 @@ async def prices_of(conn: Connection, company_id: UUID, environment: Pricing) ->
     return CompanyPrices(current, ordered)
 
 
-async def record_default(conn: Connection, environment: Pricing) -> PriceVersion | None:
-    """Record the environment's price as the default, if it is not the latest default.
+async def seed_default(conn: Connection, environment: Pricing) -> PriceVersion:
+    """The environment's price as the first default, on a book that has none; else the
+    latest default, as it is.
 
-    Run at start, in its own transaction. The first default is in force since the
-    epoch; a later change of the environment's price from the moment it is recorded.
+    Run at start, in its own transaction, under the default's price lock (replicas that
+    start together seed it once). The environment only seeds: a replica restarted with
+    an old `PRICE_PER_10_QUESTIONS` during a rollout must not put the old price back for
+    everyone. Later defaults are set by an operator, as any price.
     """
     await store.lock_for_change(conn, None)
-    defaults = await store.default_versions(conn)
-    if not default_needs_recording(defaults, environment):
-        return None
-    effective_from = DEFAULT_EPOCH if not defaults else await store.now(conn)
-    version = PriceVersion(
-        default_price_id(environment, effective_from), None, environment, effective_from
-    )
+    latest = latest_default(await store.default_versions(conn))
+    if latest is not None:
+        return latest
+    version = environment_default(environment)
     await store.add_version(conn, version, "environment")
     await outbox.enqueue(conn, price_changed(version))
     return version
 
 
-async def record_environment_price(pool: asyncpg.Pool, environment: Pricing) -> None:
-    """At start: the environment's price becomes (or stays) the latest default version."""
+async def seed_environment_price(pool: asyncpg.Pool, environment: Pricing) -> None:
+    """At start: the environment's price seeds the book; a differing one is only reported."""
     async with pool.acquire() as conn, conn.transaction():
-        await record_default(conn, environment)
+        default = await seed_default(conn, environment)
+    if default.pricing != environment:
+        log.warning(
+            "the environment's price is not the default price in force, and is ignored: "
+            "it only seeds an empty price book; an operator sets the default with "
+            f"PUT /api/billing/admin/companies/{DEFAULT_PRICE_COMPANY}/price",
+            environment_price=str(environment.price_per_10_questions),
+            environment_margin=str(environment.profit_margin_percent),
+            default_price=str(default.pricing.price_per_10_questions),
+            default_margin=str(default.pricing.profit_margin_percent),
+            default_price_id=str(default.price_id),
+        )
 
 
 async def prices_at(

@@ -3,8 +3,13 @@
 Versions are only ever added. The version in force at an instant is the one
 with the latest `effectiveFrom` at or before it (of two with the same
 `effectiveFrom`, the later added). A company with no version of its own in
-force pays the default price in force then: the environment's price, recorded
-as a default version when billing starts with it.
+force pays the default price in force then. The environment's price seeds the
+defaults once, on a book that has none; later defaults are set like any price,
+by an operator (a replica restarted with an old environment must not bring an old
+price back for everyone).
+
+A version starts at the request's own time or later, and never before usage the
+book has already priced: history is never re-priced.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Annotated
 from uuid import UUID
+
+from pydantic import Field
 
 from contracts import pricing
 from services.billing.ledger.rules import Pricing
@@ -23,6 +31,12 @@ from services.billing.ledger.rules import Pricing
 DEFAULT_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Namespace of the default versions' priceIds (uuid5): the same in every process.
 DEFAULT_PRICE_NAMESPACE = UUID("6f1d3c52-5b8e-4f0e-9a57-3c1f2b7e8d40")
+
+
+# A price as an operator may set it, by the API or the environment: at least 0, at most 4
+# places ("0.1500"); a float's binary noise is refused, not rounded.
+PriceAmount = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
+MarginPercent = Annotated[Decimal, Field(ge=0, le=10_000, max_digits=9, decimal_places=4)]
 
 
 class RetroactivePrice(ValueError):
@@ -96,18 +110,33 @@ def in_force(versions: Iterable[PriceVersion], instant: datetime) -> PriceVersio
     return pricing.in_force(versions, instant, tie_break=lambda v: v.sequence)
 
 
-def check_not_retroactive(effective_from: datetime, now: datetime) -> None:
-    if effective_from < now:
+def check_not_retroactive(effective_from: datetime, requested_at: datetime) -> None:
+    """A version starts at the request's own time or later."""
+    if effective_from < requested_at:
         raise RetroactivePrice(
-            f"effectiveFrom {effective_from.isoformat()} is before now ({now.isoformat()}): "
-            "a price takes effect from now or later, history is never re-priced"
+            f"effectiveFrom {effective_from.isoformat()} is before now "
+            f"({requested_at.isoformat()}): a price takes effect from now or later, "
+            "history is never re-priced"
         )
 
 
-def default_needs_recording(defaults: Sequence[PriceVersion], pricing: Pricing) -> bool:
-    """True when the latest default version is not the environment's price."""
-    latest = max(defaults, key=lambda v: (v.effective_from, v.sequence), default=None)
-    return latest is None or latest.pricing != pricing
+def check_after_billed(effective_from: datetime, last_billed: datetime | None) -> None:
+    """A version starts after every generation the book has already priced.
+
+    Checked once the price lock is held (no batch pricing then): a generation whose
+    `occurredAt` is at or after `effectiveFrom` but was billed while the request waited
+    for the lock would otherwise sit in the book under a version that did not price it.
+    """
+    if last_billed is not None and effective_from <= last_billed:
+        raise RetroactivePrice(
+            f"effectiveFrom {effective_from.isoformat()} is not after usage already billed "
+            f"(at {last_billed.isoformat()}): history is never re-priced; choose a later "
+            "effectiveFrom"
+        )
+
+
+def latest_default(defaults: Sequence[PriceVersion]) -> PriceVersion | None:
+    return max(defaults, key=lambda v: (v.effective_from, v.sequence), default=None)
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated
 from uuid import UUID
 
 from pydantic import ConfigDict, Field
 
-from services.billing.prices.rules import PriceVersion
-from services.billing.reads.api import Timestamp
+from services.billing.prices.rules import MarginPercent, PriceAmount, PriceVersion
 from services.billing.reads.schemas import CamelModel, Money, Priced
-
-# In: at least 0, at most 4 places ("0.1500"); a float's binary noise is refused, not rounded.
-PriceAmount = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
-MarginPercent = Annotated[Decimal, Field(ge=0, le=10_000, max_digits=9, decimal_places=4)]
+from services.servicekit.instants import Timestamp
 
 
 class PriceIn(CamelModel):

@@ -27,8 +27,26 @@ SELECT pg_advisory_xact_lock_shared($1::int, key)
 FROM (SELECT DISTINCT hashtext(name) AS key FROM unnest($2::text[]) AS name ORDER BY 1) AS keys
 """
 
-# The database's own clock: the instant a new version is compared with.
+# The database's own clock: what "now" is for a company reading its price in force.
 NOW = "SELECT clock_timestamp()"
+
+# The latest generation a company has been billed for (by index: company, created_at).
+LAST_BILLED_OF_COMPANY = """
+SELECT max(created_at) FROM question_generation_usage WHERE company_id = $1
+"""
+
+# The latest generation billed to any company: one index probe per company that has usage
+# (the per-period rollups name them), not a scan of the ledger.
+LAST_BILLED_OF_ANY = """
+SELECT max(last.created_at)
+FROM (SELECT DISTINCT company_id FROM rollup_periods) AS company
+CROSS JOIN LATERAL (
+    SELECT created_at FROM question_generation_usage AS usage
+    WHERE usage.company_id = company.company_id
+    ORDER BY created_at DESC
+    LIMIT 1
+) AS last
+"""
 
 ADD_VERSION = """
 INSERT INTO price_versions (
@@ -75,6 +93,15 @@ async def lock_for_pricing(conn: Connection, company_ids: Sequence[UUID]) -> Non
 
 async def now(conn: Connection) -> datetime:
     value: datetime = await conn.fetchval(NOW)
+    return value
+
+
+async def last_billed(conn: Connection, company_id: UUID | None) -> datetime | None:
+    """When the latest generation of the company (None: of any company) occurred."""
+    if company_id is None:
+        value: datetime | None = await conn.fetchval(LAST_BILLED_OF_ANY)
+    else:
+        value = await conn.fetchval(LAST_BILLED_OF_COMPANY, company_id)
     return value
 
 

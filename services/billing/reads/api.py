@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BeforeValidator
 
 from contracts.events import DraftId
 from services.billing.config import Settings
@@ -22,12 +18,8 @@ from services.billing.reads.rules import (
     DEFAULT_PAGE,
     MAX_DAYS,
     MAX_PAGE,
-    InvalidQuery,
     cut_into_days,
     days_between,
-    decode_cursor,
-    encode_cursor,
-    refuse_cursor,
 )
 from services.billing.reads.schemas import (
     DailySeries,
@@ -43,46 +35,30 @@ from services.billing.reads.schemas import (
 )
 from services.billing.rollups.store import SUMS
 from services.servicekit.auth import CurrentPrincipal
-from services.servicekit.http import Clock, Pool
-from services.servicekit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor
-from services.servicekit.problems import (
-    PROBLEM_JSON,
-    ErrorMap,
-    Problem,
-    ProblemOf,
-    field_error,
-    invalid,
+from services.servicekit.http import Clock, Cursors, Pool
+from services.servicekit.instants import Day, Timestamp
+from services.servicekit.pagination import (
+    DEFAULT_LIMIT,
+    MAX_CURSOR,
+    MAX_LIMIT,
+    Cursor,
+    decimal_key,
+    instant_key,
+    uuid_key,
 )
+from services.servicekit.problems import PROBLEM_JSON, ErrorMap, Problem, invalid
 
 router = APIRouter(prefix="/api/billing", tags=["billing"])
 
-# The reads' domain errors, answered by the app (`create_app` installs them).
-ERRORS: ErrorMap = {
-    InvalidQuery: ProblemOf[InvalidQuery](
-        422,
-        "invalid query; `errors` names the field",
-        detail=lambda exc: f"invalid request: {exc.field}: {exc}",
-        members=lambda exc: {"errors": [field_error(exc.field, str(exc))]},
-    ),
-}
+# The reads' domain errors, answered by the app (`create_app` installs them). A bad query
+# (a range, a cursor) is refused where it is read, as a 422 naming its field.
+ERRORS: ErrorMap = {}
 
 PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid token", **PROBLEM},
     422: {"description": "invalid query; `errors` names the fields", **PROBLEM},
 }
-
-# RFC 3339 with a timezone; pydantic alone would also take bare dates and Unix numbers.
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-
-
-def _rfc3339(value: object) -> object:
-    if isinstance(value, str) and not RFC3339.match(value):
-        raise ValueError("must be an RFC 3339 timestamp with a timezone, like 2025-01-31T00:00:00Z")
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 def period(
@@ -118,6 +94,7 @@ async def list_usage(
     principal: CurrentPrincipal,
     pool: Pool,
     currency: BillingCurrency,
+    cursors: Cursors,
     within: InPeriod,
     job_id: Annotated[UUID | None, Query(alias="jobId")] = None,
     draft_job_id: Annotated[DraftId | None, Query(alias="draftJobId")] = None,
@@ -126,10 +103,22 @@ async def list_usage(
         Query(description="`draft`: still waiting for its job; `job`: on a saved job."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_CURSOR,
+            description="A `nextCursor`, with the same from, to, jobId, draftJobId and status.",
+        ),
+    ] = None,
 ) -> UsagePage:
     """The company's usage rows, newest first."""
-    after = Cursor.decode(cursor) if cursor else None
+    scope = {
+        **_range_scope(principal.company_id, within),
+        "jobId": job_id,
+        "draftJobId": draft_job_id,
+        "status": status,
+    }
+    after = Cursor.of_key(cursors.open(cursor, "usage", scope, 2)) if cursor else None
     where = UsageFilter(job_id, draft_job_id, status)
     async with pool.acquire() as conn:
         page = await queries.list_usage(conn, principal.company_id, within, where, after, limit)
@@ -137,7 +126,9 @@ async def list_usage(
     return UsagePage(
         currency=currency,
         items=items.items,
-        next_cursor=items.cursor(lambda row: Cursor(row.created_at, row.id).encode()),
+        next_cursor=items.cursor(
+            lambda row: cursors.seal("usage", scope, Cursor(row.created_at, row.id).key())
+        ),
     )
 
 
@@ -146,8 +137,8 @@ async def get_daily(
     principal: CurrentPrincipal,
     pool: Pool,
     currency: BillingCurrency,
-    from_: Annotated[date, Query(alias="from", description="First UTC day, YYYY-MM-DD.")],
-    to: Annotated[date, Query(description="Last UTC day, YYYY-MM-DD, included.")],
+    from_: Annotated[Day, Query(alias="from", description="First UTC day, YYYY-MM-DD.")],
+    to: Annotated[Day, Query(description="Last UTC day, YYYY-MM-DD, included.")],
 ) -> DailySeries:
     """Usage per UTC day, oldest first: one entry per day with usage, at most 400 days."""
     if from_ > to:
@@ -188,19 +179,20 @@ async def get_summary(
     settings: Annotated[Settings, Depends(get_settings)],
     currency: BillingCurrency,
     clock: Clock,
+    cursors: Cursors,
     within: InPeriod,
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE, description="Job lines per page.")
     ] = DEFAULT_PAGE,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
 ) -> Summary:
     """Totals of the range, one page of job lines by cost, and the drafts still waiting."""
     company = principal.company_id
-    scope = {"from": _text(within.since), "to": _text(within.until)}
+    scope = _range_scope(company, within)
     after = JobsAfter()
     if cursor:
-        cost, job_id = decode_cursor(cursor, "summary.jobs", company, scope, 2)
-        after = JobsAfter(_parsed(Decimal, cost), _parsed(UUID, job_id))
+        cost, job_id = cursors.open(cursor, "summary.jobs", scope, 2)
+        after = JobsAfter(decimal_key(cost), uuid_key(job_id))
     hours = settings.abandoned_draft_after_hours
     abandoned_before = clock() - timedelta(hours=hours)
     # One snapshot, so that the totals and the lines agree even while the worker writes.
@@ -223,8 +215,8 @@ async def get_summary(
             "totals": Totals.model_validate(dict(rows.totals)),
             "jobs": [JobLine.model_validate(dict(row)) for row in rows.jobs.items],
             "next_cursor": rows.jobs.cursor(
-                lambda last: encode_cursor(
-                    "summary.jobs", company, scope, [str(last["cost"]), str(last["job_id"])]
+                lambda last: cursors.seal(
+                    "summary.jobs", scope, [str(last["cost"]), str(last["job_id"])]
                 )
             ),
             "drafts": DraftTotals.model_validate(
@@ -245,20 +237,21 @@ async def list_drafts(
     settings: Annotated[Settings, Depends(get_settings)],
     currency: BillingCurrency,
     clock: Clock,
+    cursors: Cursors,
     abandoned: Annotated[
         bool | None,
         Query(description="true: only the abandoned drafts; false: only the others."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
 ) -> DraftPage:
     """The open drafts (usage waiting for its job), oldest first use first."""
     company = principal.company_id
-    scope = {"abandoned": abandoned}
+    scope = {"company": company, "abandoned": abandoned}
     after = None
     if cursor:
-        first_used_at, draft_job_id = decode_cursor(cursor, "drafts", company, scope, 2)
-        after = (_parsed(datetime.fromisoformat, first_used_at), draft_job_id)
+        first_used_at, draft_job_id = cursors.open(cursor, "drafts", scope, 2)
+        after = (instant_key(first_used_at), draft_job_id)
     abandoned_before = clock() - timedelta(hours=settings.abandoned_draft_after_hours)
     async with pool.acquire() as conn:
         page = await queries.list_drafts(conn, company, abandoned, after, limit, abandoned_before)
@@ -267,8 +260,8 @@ async def list_drafts(
         currency=currency,
         drafts=drafts.items,
         next_cursor=drafts.cursor(
-            lambda last: encode_cursor(
-                "drafts", company, scope, [last.first_used_at.isoformat(), last.draft_job_id]
+            lambda last: cursors.seal(
+                "drafts", scope, [last.first_used_at.isoformat(), last.draft_job_id]
             )
         ),
     )
@@ -294,19 +287,14 @@ async def export_usage(
     )
 
 
+def _range_scope(company_id: UUID, within: Period) -> dict[str, object]:
+    """What binds a cursor of a list over a range: the company, and the range itself."""
+    return {"company": company_id, "from": _text(within.since), "to": _text(within.until)}
+
+
 def _text(instant: datetime | None) -> str | None:
     return None if instant is None else instant.astimezone(UTC).isoformat()
 
 
 def _day(instant: datetime | None, otherwise: str) -> str:
     return otherwise if instant is None else instant.astimezone(UTC).strftime("%Y-%m-%dT%H%M%SZ")
-
-
-T = TypeVar("T")
-
-
-def _parsed(parse: Callable[[str], T], text: str) -> T:
-    try:
-        return parse(text)
-    except (ValueError, ArithmeticError) as exc:
-        raise refuse_cursor("not a cursor this API returned") from exc

@@ -4,6 +4,13 @@ PostgreSQL writes the CSV itself (header, quoting, money with its 4 places);
 chunks pass through a small bounded queue to the HTTP response, so the memory
 held is a few chunks whatever the number of rows, and a slow client slows the
 copy down instead of piling rows up in the process.
+
+The file is opened by finance in a spreadsheet, which runs a cell that starts with
+`=`, `+`, `-`, `@`, a tab or a carriage return as a formula: a draft id
+`=HYPERLINK(...)` would become a live link. Every text cell a client can write (the
+draft id, the model's name) is neutralised as OWASP advises, with a `'` before it,
+in the same statement; ids, instants, periods and numbers are never touched, and no
+row passes through Python.
 """
 
 from __future__ import annotations
@@ -18,6 +25,19 @@ import asyncpg
 
 from services.billing.ledger.store import title_of
 
+# A text cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV
+# Injection"): written with a `'` before it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralised(column: str) -> str:
+    """The SQL of `column` as a text cell no spreadsheet runs as a formula."""
+    # ascii(): the first character's code point, an integer compared (no substring made).
+    starts = ", ".join(str(ord(character)) for character in FORMULA_STARTS)
+    quote = "''''"  # SQL's literal of one '
+    return f"CASE WHEN ascii({column}) IN ({starts}) THEN {quote} || {column} ELSE {column} END"
+
+
 # The contract's columns, in its order, named as its header row names them.
 EXPORT = f"""
 SELECT
@@ -25,17 +45,18 @@ SELECT
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt",
     period AS "period",
     job_id AS "jobId",
-    {title_of("u.job_id", "$1")} AS "jobTitle",
-    draft_job_id AS "draftJobId",
+    {neutralised("titled.title")} AS "jobTitle",
+    {neutralised("draft_job_id")} AS "draftJobId",
     question_count AS "questionCount",
     prompt_tokens AS "promptTokens",
     completion_tokens AS "completionTokens",
     total_tokens AS "totalTokens",
     cost AS "cost",
     $4::text AS "currency",
-    model_used AS "modelUsed",
+    {neutralised("model_used")} AS "modelUsed",
     price_id AS "priceId"
 FROM question_generation_usage u
+CROSS JOIN LATERAL (SELECT {title_of("u.job_id", "$1")} AS title) AS titled
 WHERE company_id = $1
   AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
   AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)

@@ -15,12 +15,7 @@ from services.billing.statements.handlers import (
     PeriodNotEnded,
     StatementView,
 )
-from services.billing.statements.rules import (
-    InvalidCursor,
-    InvalidPeriod,
-    LineCursor,
-    Period,
-)
+from services.billing.statements.rules import InvalidPeriod, LineCursor, Period
 from services.billing.statements.schemas import (
     Adjustment,
     AdjustmentFingerprint,
@@ -37,8 +32,9 @@ from services.billing.statements.schemas import (
 from services.billing.statements.store import Adjustment as StoredAdjustment
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
 from services.servicekit.db import Connection
-from services.servicekit.http import Clock, Pool
+from services.servicekit.http import Clock, Cursors, Pool
 from services.servicekit.idempotency import Idempotent
+from services.servicekit.pagination import MAX_CURSOR, CursorSeal, decimal_key, uuid_key
 from services.servicekit.problems import Problem, documented, invalid
 
 router = APIRouter(prefix="/api/billing", tags=["statements"])
@@ -71,17 +67,18 @@ async def get_statement(
     period: InPath,
     pool: Pool,
     currency: BillingCurrency,
+    cursors: Cursors,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = DEFAULT_LINES,
-    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
 ) -> Statement:
     """The company's statement of a month: frozen once the month is closed."""
     company = principal.company_id
-    try:
-        after = LineCursor.decode(cursor, period, company) if cursor else None
-    except InvalidCursor as exc:
-        raise invalid("cursor", str(exc)) from exc
+    after = None
+    if cursor:
+        cost, job_id = cursors.open(cursor, "statement.lines", LineCursor.scope(period, company), 2)
+        after = LineCursor(decimal_key(cost), uuid_key(job_id))
     view = await handlers.read_statement(pool, company, period, after, limit)
-    return statement(view, company, currency)
+    return statement(view, company, currency, cursors)
 
 
 @router.post(
@@ -195,7 +192,9 @@ def adjustment(stored: StoredAdjustment, currency: str) -> Adjustment:
     )
 
 
-def statement(view: StatementView, company_id: UUID, currency: str) -> Statement:
+def statement(
+    view: StatementView, company_id: UUID, currency: str, cursors: CursorSeal
+) -> Statement:
     figures = view.figures
     return Statement(
         currency=currency,
@@ -213,7 +212,11 @@ def statement(view: StatementView, company_id: UUID, currency: str) -> Statement
             for line in view.lines.items
         ],
         next_cursor=view.lines.cursor(
-            lambda last: LineCursor(last.cost, last.job_id).encode(view.period, company_id)
+            lambda last: cursors.seal(
+                "statement.lines",
+                LineCursor.scope(view.period, company_id),
+                LineCursor(last.cost, last.job_id).key(),
+            )
         ),
         drafts=StatementDrafts(
             count=figures.draft_count,

@@ -8,8 +8,6 @@ period from the moment it was recorded on.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -140,35 +138,17 @@ def check_reason(reason: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-class InvalidCursor(ValueError):
-    """A cursor this statement did not hand out."""
-
-
 @dataclass(frozen=True)
 class LineCursor:
-    """After the line (cost, job id) of one company's statement of one period."""
+    """After the line (cost, job id) of one company's statement of one period; sealed and
+    opened by the API (`servicekit.pagination.CursorSeal`), bound to both."""
 
     cost: Decimal
     job_id: UUID
 
-    def encode(self, period: Period, company_id: UUID) -> str:
-        raw = f"{self.cost}|{self.job_id}|{_binding(period, company_id)}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    def key(self) -> list[str]:
+        return [str(self.cost), str(self.job_id)]
 
     @classmethod
-    def decode(cls, value: str, period: Period, company_id: UUID) -> LineCursor:
-        """The cursor, if it was handed out for this period and company."""
-        try:
-            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-            cost, job_id, binding = raw.split("|")
-            cursor = cls(Decimal(cost), UUID(job_id))
-        except (ValueError, UnicodeDecodeError, InvalidOperation) as exc:
-            raise InvalidCursor("not a cursor of a statement") from exc
-        if not cursor.cost.is_finite() or binding != _binding(period, company_id):
-            raise InvalidCursor("a cursor of another statement")
-        return cursor
-
-
-def _binding(period: Period, company_id: UUID) -> str:
-    """Ties a cursor to its statement, without showing the company in it."""
-    return hashlib.blake2b(f"statement:{period}:{company_id}".encode(), digest_size=6).hexdigest()
+    def scope(cls, period: Period, company_id: UUID) -> dict[str, object]:
+        return {"company": company_id, "period": str(period)}

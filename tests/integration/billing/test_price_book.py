@@ -11,12 +11,14 @@ from typing import Any
 from uuid import UUID
 
 import aio_pika
+import asyncpg
 import pytest
 
 from contracts.events import QuestionsGenerated
 from services.billing.dlq import replay
 from services.billing.ledger.rules import Pricing
 from services.billing.prices.rules import DEFAULT_EPOCH, default_price_id
+from services.billing.prices.store import lock_for_pricing
 from tests.integration.billing.conftest import record
 from tests.support.auth import bearer
 from tests.support.broker import drain, queue_depth
@@ -24,11 +26,13 @@ from tests.support.databases import ServiceDatabases
 from tests.support.env import RABBITMQ_URL
 from tests.support.events import generated
 from tests.support.prices import price, set_price
-from tests.support.stack import Stack, billing_settings
+from tests.support.stack import Stack, billing_settings, start_billing
 from tests.support.waiting import eventually
 
 # The environment's price (0.10 per 10 questions, no margin) as the default since the epoch.
 DEFAULT_PRICE_ID = default_price_id(Pricing(), DEFAULT_EPOCH)
+# The nil UUID names the default price in the operator's path.
+DEFAULT_COMPANY = "00000000-0000-0000-0000-000000000000"
 
 
 async def ledger_rows(stack: Stack, company: UUID) -> dict[UUID, tuple[Decimal, UUID | None]]:
@@ -222,7 +226,128 @@ async def test_only_a_platform_admin_sets_prices(billing: Stack, company: UUID) 
         assert response.status_code == 403, response.text
         assert "platform:admin" in response.json()["detail"]
     assert (await set_price(billing, company, body, {})).status_code == 401
-    nil = await set_price(billing, "00000000-0000-0000-0000-000000000000", body)
-    assert nil.status_code == 422
+    for headers in (bearer(company), bearer(company, roles=["billing:admin"])):
+        assert (await set_price(billing, DEFAULT_COMPANY, body, headers)).status_code == 403
     assert (await set_price(billing, "acme", body)).status_code == 422
+    assert await counts(billing) == before
+
+
+async def default_versions(stack: Stack) -> list[tuple[UUID, Decimal]]:
+    rows = await stack.fetch(
+        stack.dbs.billing,
+        "SELECT price_id, price_per_10_questions FROM price_versions"
+        " WHERE company_id IS NULL ORDER BY id",
+    )
+    return [(row["price_id"], row["price_per_10_questions"]) for row in rows]
+
+
+async def test_the_environment_seeds_the_default_once_and_a_restart_never_overwrites_it(
+    billing: Stack, dbs: ServiceDatabases, prefix: str, company: UUID
+) -> None:
+    """A replica restarted with an old PRICE_PER_10_QUESTIONS during a rollout must not put
+    the old price back for everyone: the environment only seeds an empty book."""
+    seeded = [(DEFAULT_PRICE_ID, Decimal("0.1000"))]
+    assert await default_versions(billing) == seeded
+    before = await counts(billing)
+
+    for restarted_with in ("0.2000", "0.0500"):  # one replica's stale value, then another's
+        async with start_billing(dbs, prefix, price_per_10_questions=Decimal(restarted_with)):
+            pass
+    assert await default_versions(billing) == seeded
+    assert await counts(billing) == before  # no version, no PriceChanged either
+
+    event = generated(company, questions=10)
+    await record(billing, event)
+    assert (await ledger_rows(billing, company))[event.event_id] == (
+        Decimal("0.1000"),
+        DEFAULT_PRICE_ID,
+    )
+
+
+async def test_an_operator_sets_the_default_price_under_the_nil_company(
+    billing: Stack, company: UUID
+) -> None:
+    effective_from = datetime.now(UTC) + timedelta(seconds=1)
+    response = await set_price(billing, DEFAULT_COMPANY, price(effective_from, "0.3000", "0"))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["companyId"], body["isDefault"]) == (None, True)
+    assert await default_versions(billing) == [
+        (DEFAULT_PRICE_ID, Decimal("0.1000")),
+        (UUID(body["priceId"]), Decimal("0.3000")),
+    ]
+    before, after = (
+        generated(company, at=effective_from - timedelta(milliseconds=1)),
+        generated(company, at=effective_from),
+    )
+    await record(billing, before, after)
+    rows = await ledger_rows(billing, company)
+    assert rows[before.event_id] == (Decimal("0.1000"), DEFAULT_PRICE_ID)
+    assert rows[after.event_id] == (Decimal("0.3000"), UUID(body["priceId"]))
+
+
+async def test_effective_from_is_compared_with_the_requests_own_time_not_after_the_lock(
+    billing: Stack, company: UUID
+) -> None:
+    """A batch pricing the company's events holds its price lock (shared); a change waits
+    for it. An effectiveFrom just after the request's own time is valid, however long the
+    wait."""
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold_pricing_lock() -> None:
+        conn = await asyncpg.connect(billing.dbs.billing)
+        try:
+            async with conn.transaction():
+                await lock_for_pricing(conn, [company])
+                held.set()
+                await release.wait()
+        finally:
+            await conn.close()
+
+    holder = asyncio.create_task(hold_pricing_lock())
+    await held.wait()
+    effective_from = datetime.now(UTC) + timedelta(milliseconds=500)
+    change = asyncio.create_task(set_price(billing, company, price(effective_from, "0.2000")))
+    await asyncio.sleep(1.5)  # the lock is held past effectiveFrom
+    assert not change.done()
+    release.set()
+    await holder
+    response = await change
+    assert response.status_code == 201, response.text
+    assert datetime.fromisoformat(response.json()["effectiveFrom"]) == effective_from
+
+
+async def test_a_price_never_starts_at_or_before_usage_already_billed(
+    billing: Stack, company: UUID
+) -> None:
+    """History is never re-priced, even when a generation's occurredAt is ahead of the
+    request's time (a clock ahead, or usage billed while the change waited for the lock)."""
+    ahead = generated(company, at=datetime.now(UTC) + timedelta(minutes=5))
+    await record(billing, ahead)
+    before = await counts(billing)
+
+    response = await set_price(billing, company, price(ahead.occurred_at))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "effectiveFrom"
+    assert "already billed" in response.json()["detail"]
+    assert await counts(billing) == before
+
+    later = await set_price(billing, company, price(ahead.occurred_at + timedelta(seconds=1)))
+    assert later.status_code == 201, later.text
+
+
+@pytest.mark.parametrize(
+    "effective_from",
+    ["9999-12-31T23:30:00-01:00", "0001-01-01T00:00:00+01:00", "9999-06-01T00:00:00Z"],
+)
+async def test_an_effective_from_off_the_calendar_is_a_422_naming_it(
+    billing: Stack, company: UUID, effective_from: str
+) -> None:
+    before = await counts(billing)
+    response = await set_price(
+        billing, company, {**price(datetime.now(UTC)), "effectiveFrom": effective_from}
+    )
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == ["effectiveFrom"]
     assert await counts(billing) == before

@@ -200,3 +200,37 @@ async def test_no_token_is_401(billing: Stack) -> None:
         response = await billing.billing.get(path)
         assert response.status_code == 401
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_cursor_used_for_another_company_range_or_filter_is_a_422(
+    billing: Stack, company: UUID
+) -> None:
+    """A cursor is bound to the company and to every parameter that shapes the list."""
+    other = uuid.uuid4()
+    await record(
+        billing,
+        *(generated(company, at=T0 + timedelta(minutes=n), draft="d") for n in range(3)),
+        *(generated(other, at=T0 + timedelta(minutes=n), draft="d") for n in range(3)),
+    )
+    within = {"from": T0.isoformat(), "to": (T0 + timedelta(days=1)).isoformat()}
+    first = await usage(billing, company, limit=1, **within)
+    cursor = first["nextCursor"]
+    assert cursor
+    second = await usage(billing, company, limit=1, cursor=cursor, **within)
+    assert len(second["items"]) == 1
+
+    elsewhere: list[tuple[UUID, dict[str, Any]]] = [
+        (other, within),  # another company's list
+        (company, {}),  # the same company, every row instead of the range
+        (company, {**within, "from": (T0 - timedelta(days=1)).isoformat()}),
+        (company, {**within, "draftJobId": "d"}),
+        (company, {**within, "status": "draft"}),
+    ]
+    for who, params in elsewhere:
+        response = await billing.billing.get(
+            "/api/billing/usage",
+            params={"limit": 1, "cursor": cursor, **params},
+            headers=bearer(who),
+        )
+        assert response.status_code == 422, (who, params, response.text)
+        assert [error["field"] for error in response.json()["errors"]] == ["cursor"]

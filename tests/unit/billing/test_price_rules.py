@@ -11,12 +11,13 @@ from services.billing.prices.rules import (
     PriceVersion,
     RetroactivePrice,
     UnbillablePrice,
+    check_after_billed,
     check_billable,
     check_not_retroactive,
-    default_needs_recording,
     default_price_id,
     environment_default,
     in_force,
+    latest_default,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -69,21 +70,28 @@ def test_default_price_ids_are_stable_and_spelling_free() -> None:
     assert default_price_id(Pricing(Decimal("0.10")), T0) != a
 
 
-def test_a_price_may_start_now_or_later_never_before() -> None:
+def test_a_price_may_start_at_the_requests_time_or_later_never_before() -> None:
     check_not_retroactive(T0, T0)
     check_not_retroactive(T0 + timedelta(seconds=5), T0)
     with pytest.raises(RetroactivePrice, match="never re-priced"):
         check_not_retroactive(T0 - timedelta(microseconds=1), T0)
 
 
-def test_the_environment_price_is_recorded_only_when_it_changed() -> None:
-    env = Pricing(Decimal("0.10"))
-    assert default_needs_recording([], env)
-    recorded = [version(DEFAULT_EPOCH, "0.1000", company=None, seq=1)]
-    assert not default_needs_recording(recorded, env)
-    assert default_needs_recording(recorded, Pricing(Decimal("0.12")))
-    back = [*recorded, version(T0, "0.12", company=None, seq=2)]
-    assert default_needs_recording(back, env)
+def test_a_price_starts_after_every_generation_already_billed() -> None:
+    check_after_billed(T0, None)  # nothing billed yet
+    check_after_billed(T0, T0 - timedelta(microseconds=1))
+    for billed in (T0, T0 + timedelta(seconds=1)):
+        with pytest.raises(RetroactivePrice, match="already billed"):
+            check_after_billed(T0, billed)
+
+
+def test_the_latest_default_is_the_last_to_start_then_the_last_added() -> None:
+    assert latest_default([]) is None
+    first = version(DEFAULT_EPOCH, "0.1000", company=None, seq=1)
+    later = version(T0, "0.12", company=None, seq=2)
+    same_start = version(T0, "0.15", company=None, seq=3)
+    assert latest_default([later, first]) == later
+    assert latest_default([same_start, first, later]) == same_start
 
 
 def test_a_price_is_billable_only_if_the_largest_generation_fits_a_usage_row() -> None:

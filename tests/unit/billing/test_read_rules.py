@@ -1,19 +1,10 @@
-"""How a range splits into whole days and edges; cursors bound to their query and company."""
+"""How a range splits into whole days and edges."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime
 
-import pytest
-
-from services.billing.reads.rules import (
-    Edge,
-    InvalidQuery,
-    cut_into_days,
-    decode_cursor,
-    encode_cursor,
-)
+from services.billing.reads.rules import Edge, cut_into_days
 
 
 def at(text: str) -> datetime:
@@ -56,35 +47,3 @@ def test_other_timezones_are_cut_at_utc_midnight() -> None:
     cut = cut_into_days(datetime.fromisoformat("2025-03-10T01:00:00+02:00"), None)
     assert cut.first_day == date(2025, 3, 10)  # 2025-03-09T23:00Z: an hour of the 9th first
     assert cut.edges == (Edge(at("2025-03-09T23:00:00"), at("2025-03-10T00:00:00")),)
-
-
-COMPANY = uuid.UUID(int=1)
-
-
-def test_a_cursor_comes_back_with_its_key() -> None:
-    cursor = encode_cursor("jobs", COMPANY, {"from": "x"}, ["1.0000", "abc"])
-    assert decode_cursor(cursor, "jobs", COMPANY, {"from": "x"}, 2) == ["1.0000", "abc"]
-
-
-@pytest.mark.parametrize(
-    ("query", "company", "parameters"),
-    [
-        ("drafts", COMPANY, {"from": "x"}),
-        ("jobs", uuid.UUID(int=2), {"from": "x"}),
-        ("jobs", COMPANY, {"from": "y"}),
-    ],
-)
-def test_a_cursor_of_another_query_or_company_is_refused_naming_cursor(
-    query: str, company: uuid.UUID, parameters: dict[str, str]
-) -> None:
-    cursor = encode_cursor("jobs", COMPANY, {"from": "x"}, ["1.0000", "abc"])
-    with pytest.raises(InvalidQuery) as refused:
-        decode_cursor(cursor, query, company, parameters, 2)
-    assert refused.value.field == "cursor"
-
-
-@pytest.mark.parametrize("cursor", ["", "???", "bm90IGpzb24", "eyJzIjogMX0"])
-def test_garbage_is_refused_naming_cursor(cursor: str) -> None:
-    with pytest.raises(InvalidQuery) as refused:
-        decode_cursor(cursor, "jobs", COMPANY, {}, 2)
-    assert refused.value.field == "cursor"

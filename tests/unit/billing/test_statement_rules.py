@@ -10,7 +10,6 @@ import pytest
 
 from services.billing.statements.rules import (
     Billed,
-    InvalidCursor,
     InvalidPeriod,
     LineCursor,
     Period,
@@ -109,14 +108,12 @@ def test_a_reason_of_only_spaces_is_refused() -> None:
     assert check_reason("refund: duplicate generation") == "refund: duplicate generation"
 
 
-def test_a_line_cursor_is_bound_to_its_statement() -> None:
+def test_a_line_cursor_is_scoped_to_its_statement() -> None:
     company, other = uuid.uuid4(), uuid.uuid4()
-    job = uuid.uuid4()
-    encoded = LineCursor(Decimal("0.3000"), job).encode(NOV, company)
-    assert LineCursor.decode(encoded, NOV, company) == LineCursor(Decimal("0.3000"), job)
-    with pytest.raises(InvalidCursor):
-        LineCursor.decode(encoded, NOV, other)
-    with pytest.raises(InvalidCursor):
-        LineCursor.decode(encoded, DEC, company)
-    with pytest.raises(InvalidCursor):
-        LineCursor.decode("not-a-cursor", NOV, company)
+    scope = LineCursor.scope(NOV, company)
+    assert scope != LineCursor.scope(NOV, other)
+    assert scope != LineCursor.scope(DEC, company)
+    assert LineCursor(Decimal("0.3000"), uuid.UUID(int=1)).key() == [
+        "0.3000",
+        "00000000-0000-0000-0000-000000000001",
+    ]

@@ -31,17 +31,49 @@
 
   // ---- the token ---------------------------------------------------------------------------
 
-  /** The token from the fragment (then removed from the address bar), or the one kept. */
+  /** Whether the address bar holds a link's token (`#token=...`, even an empty one). */
+  function linkInAddress() {
+    return new URLSearchParams(window.location.hash.slice(1)).has("token");
+  }
+
+  /**
+   * The token from the fragment (then removed from the address bar), or the one kept. A
+   * link's token replaces the one kept, and an empty one forgets it: the tab then acts
+   * for the link it was last given, never for an earlier one.
+   */
   function takeToken() {
     const fragment = new URLSearchParams(window.location.hash.slice(1));
     if (fragment.has("token")) {
       const token = fragment.get("token");
       if (token) {
         sessionStorage.setItem(TOKEN_KEY, token);
+      } else {
+        sessionStorage.removeItem(TOKEN_KEY);
       }
       history.replaceState(null, "", window.location.pathname + window.location.search);
     }
     return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  /**
+   * Another link opened in this tab changes only the fragment, and the browser keeps the
+   * page: every figure shown so far belongs to the token the page started with. They are
+   * dropped at once (answers still on their way are then ignored, see `api`), the new
+   * token is kept, and the page starts again from nothing under it.
+   */
+  function followNewLink() {
+    if (!linkInAddress()) {
+      return;
+    }
+    session.token = null;
+    const board = byId("console");
+    if (board) {
+      board.hidden = true;
+      board.replaceChildren();
+    }
+    byId("company").textContent = "";
+    takeToken();
+    window.location.reload();
   }
 
   /** The token's claims, read only to show the company and to notice expiry early. */
@@ -995,25 +1027,6 @@
       failed(event.error);
     }
   });
+  window.addEventListener("hashchange", followNewLink);
   document.addEventListener("DOMContentLoaded", () => start().catch(failed));
-
-  // A billing link opened in this tab while the page is open changes only the fragment, so
-  // the browser does not load the page again. Everything shown belongs to the old link's
-  // company: drop it at once (an answer still on its way for that company is dropped too,
-  // as `api` finds no token), keep the new link's token and start over from a fresh page.
-  window.addEventListener("hashchange", () => {
-    if (!new URLSearchParams(window.location.hash.slice(1)).has("token")) {
-      return;
-    }
-    session.token = null;
-    const board = byId("console");
-    if (board) {
-      board.hidden = true;
-      board.replaceChildren();
-    }
-    byId("company").textContent = "";
-    sessionStorage.removeItem(TOKEN_KEY); // an empty token signs out rather than keep the old
-    takeToken();
-    window.location.reload();
-  });
 })();
