@@ -326,7 +326,12 @@ async def test_a_call_that_cannot_be_true_is_dead_lettered_as_poison(
 
 # ---------------------------------------------------------------- tenancy
 
-SAMPLE_PATH = {"companyId": str(uuid.uuid4()), "period": "2025-01", "model": "gpt-4o"}
+SAMPLE_PATH = {
+    "companyId": str(uuid.uuid4()),
+    "period": "2025-01",
+    "model": "gpt-4o",
+    "grantId": str(uuid.uuid4()),
+}
 SAMPLE_QUERY = {"from": "2026-03-01", "to": "2026-03-31"}
 
 
