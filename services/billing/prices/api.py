@@ -91,12 +91,12 @@ async def set_price(
     responses={401: {"description": "no valid token", **PROBLEM}},
 )
 async def get_price(
-    principal: CurrentPrincipal, pool: Pool, settings: BillingSettings
+    principal: CurrentPrincipal, pool: Pool, settings: BillingSettings, clock: Clock
 ) -> CompanyPriceList:
     """The caller's company's price in force now, and every version that may apply to it."""
     environment = Pricing(settings.price_per_10_questions, settings.profit_margin_percent)
     async with pool.acquire() as conn:
-        prices = await book.prices_of(conn, principal.company_id, environment)
+        prices = await book.prices_of(conn, principal.company_id, environment, clock())
     return CompanyPriceList(
         current=Price.of(prices.current), versions=[Price.of(v) for v in prices.versions]
     )
