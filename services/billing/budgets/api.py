@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -13,7 +12,7 @@ from services.billing.config import Settings
 from services.billing.reads.api import BillingCurrency, get_settings
 from services.billing.webhooks.urls import UnsafeWebhookUrl, parse_allowed_hosts
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
-from services.servicekit.http import Pool
+from services.servicekit.http import Clock, Pool
 from services.servicekit.problems import PROBLEM_JSON, Problem
 
 router = APIRouter(prefix="/api/billing", tags=["budgets"])
@@ -40,6 +39,7 @@ async def set_budget(
     pool: Pool,
     settings: BillingSettings,
     currency: BillingCurrency,
+    clock: Clock,
 ) -> BudgetOut:
     """Replace the company's budget; the answer that first sets a webhook URL has its secret."""
     try:
@@ -54,7 +54,12 @@ async def set_budget(
         ) from exc
     async with pool.acquire() as conn, conn.transaction():
         standing = await handlers.set_budget(
-            conn, principal.company_id, body.monthly_limit, body.thresholds, body.webhook_url
+            conn,
+            principal.company_id,
+            body.monthly_limit,
+            body.thresholds,
+            body.webhook_url,
+            now=clock(),
         )
     return BudgetOut.of(standing, currency)
 
@@ -66,9 +71,9 @@ async def set_budget(
     responses={401: {"description": "no valid token", **PROBLEM}},
 )
 async def get_budget(
-    principal: CurrentPrincipal, pool: Pool, currency: BillingCurrency
+    principal: CurrentPrincipal, pool: Pool, currency: BillingCurrency, clock: Clock
 ) -> BudgetOut:
     """The company's budget and where it stands in the current period."""
     async with pool.acquire() as conn:
-        standing = await handlers.standing(conn, principal.company_id, datetime.now(UTC))
+        standing = await handlers.standing(conn, principal.company_id, clock())
     return BudgetOut.of(standing, currency)

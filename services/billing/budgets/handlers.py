@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -57,8 +57,11 @@ async def set_budget(
     monthly_limit: Decimal | None,
     thresholds: list[int],
     webhook_url: str | None,
+    *,
+    now: datetime,
 ) -> Standing:
-    """Replace the company's budget and publish it, in the caller's transaction."""
+    """Replace the company's budget and publish it, in the caller's transaction; `now`
+    says which period it stands in."""
     result = await store.put_budget(
         conn,
         company_id,
@@ -67,7 +70,6 @@ async def set_budget(
         webhook_url,
         new_webhook_secret(),
     )
-    now = datetime.now(UTC)
     await outbox.enqueue(
         conn,
         BudgetChanged(

@@ -92,12 +92,16 @@ async def set_price(
     responses={401: {"description": "no valid token", **PROBLEM}},
 )
 async def get_price(
-    principal: CurrentPrincipal, pool: Pool, settings: BillingSettings, currency: BillingCurrency
+    principal: CurrentPrincipal,
+    pool: Pool,
+    settings: BillingSettings,
+    currency: BillingCurrency,
+    clock: Clock,
 ) -> CompanyPriceList:
     """The caller's company's price in force now, and every version that may apply to it."""
     environment = Pricing(settings.price_per_10_questions, settings.profit_margin_percent)
     async with pool.acquire() as conn:
-        prices = await book.prices_of(conn, principal.company_id, environment)
+        prices = await book.prices_of(conn, principal.company_id, environment, clock())
     return CompanyPriceList(
         currency=currency,
         current=Price.of(prices.current, currency),

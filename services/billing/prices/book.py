@@ -79,11 +79,14 @@ async def set_price(
     )
 
 
-async def prices_of(conn: Connection, company_id: UUID, environment: Pricing) -> CompanyPrices:
+async def prices_of(
+    conn: Connection, company_id: UUID, environment: Pricing, now: datetime
+) -> CompanyPrices:
+    """The company's price in force `now` (the request's clock) and every version of it."""
     versions = await store.versions_for(conn, [company_id])
     if not any(version.is_default for version in versions):
-        versions.append(environment_default(environment))  # billing records it at start
-    current = PriceBook.of(versions).price_at(company_id, await store.now(conn))
+        versions.append(environment_default(environment))  # billing seeds it at start
+    current = PriceBook.of(versions).price_at(company_id, now)
     assert current is not None  # a default is in force since the epoch
     ordered = sorted(versions, key=lambda v: (v.effective_from, v.sequence), reverse=True)
     return CompanyPrices(current, ordered)

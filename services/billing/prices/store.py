@@ -27,9 +27,6 @@ SELECT pg_advisory_xact_lock_shared($1::int, key)
 FROM (SELECT DISTINCT hashtext(name) AS key FROM unnest($2::text[]) AS name ORDER BY 1) AS keys
 """
 
-# The database's own clock: what "now" is for a company reading its price in force.
-NOW = "SELECT clock_timestamp()"
-
 # The latest generation a company has been billed for (by index: company, created_at).
 LAST_BILLED_OF_COMPANY = """
 SELECT max(created_at) FROM question_generation_usage WHERE company_id = $1
@@ -89,11 +86,6 @@ async def lock_for_change(conn: Connection, company_id: UUID | None) -> None:
 async def lock_for_pricing(conn: Connection, company_ids: Sequence[UUID]) -> None:
     names = [*sorted({str(company) for company in company_ids}), DEFAULT_LOCK_NAME]
     await conn.execute(LOCK_FOR_PRICING, PRICE_LOCK_CLASS, names)
-
-
-async def now(conn: Connection) -> datetime:
-    value: datetime = await conn.fetchval(NOW)
-    return value
 
 
 async def last_billed(conn: Connection, company_id: UUID | None) -> datetime | None:

@@ -137,6 +137,29 @@ async def test_spent_is_what_billing_billed_in_the_period_and_is_published(
     assert latest == {period_of(now): Decimal("0.3"), period_of(last_month): Decimal("0.1")}
 
 
+async def test_the_period_a_budget_stands_in_is_the_apps_clocks(
+    billing: Stack, company: UUID
+) -> None:
+    """The budget's period is read from the clock the app is given, as statements and
+    reads are: a test (or a replay) can pin the date instead of depending on today's."""
+    await put(billing, company, budget("1"))
+    await record(
+        billing,
+        generated(company, at=datetime(2025, 1, 31, 23, 59, tzinfo=UTC), questions=20),
+        generated(company, at=datetime(2025, 2, 1, tzinfo=UTC), questions=10),
+    )
+    for pinned, period, spent in (
+        (datetime(2025, 1, 31, 23, 59, 59, tzinfo=UTC), "2025-01", "0.2000"),
+        (datetime(2025, 2, 1, 0, 30, tzinfo=UTC), "2025-02", "0.1000"),
+        (datetime(2025, 3, 1, tzinfo=UTC), "2025-03", "0.0000"),
+    ):
+        billing.apps["billing"].state.clock = lambda pinned=pinned: pinned
+        standing = await get(billing, company)
+        assert (standing["period"], standing["spent"]) == (period, spent), pinned
+        response = await put(billing, company, budget("1"))
+        assert response.json()["period"] == period
+
+
 async def test_the_webhook_secret_is_shown_once_when_a_url_is_first_set(
     billing: Stack, company: UUID
 ) -> None:

@@ -178,7 +178,7 @@ class Clock:
 async def cross_thresholds(pool: asyncpg.Pool, company: UUID, url: str, now: datetime) -> None:
     """A budget with a webhook, then a batch in the ledger that reaches its threshold."""
     async with pool.acquire() as conn, conn.transaction():
-        await budgets.set_budget(conn, company, Decimal("1.0000"), [100], url)
+        await budgets.set_budget(conn, company, Decimal("1.0000"), [100], url, now=now)
     reaching = generated(company, questions=100, at=now)  # 1.0000 at the default price
     async with pool.acquire() as conn, conn.transaction():
         await record_events(conn, [reaching], default=Pricing())
