@@ -149,6 +149,8 @@ def figures(statement: dict[str, Any], company: UUID) -> list[str]:
         eur(f"{adjusted:.4f}"),
         eur(statement["drafts"]["cost"]),
         str(statement["drafts"]["questionCount"]),
+        eur(statement["credits"]["applied"]),
+        eur(statement["amountDue"]),
     ]
     for line in statement["lines"]:
         name = line["jobTitle"] or line["jobId"]
@@ -191,8 +193,10 @@ async def test_a_closed_statement_prints_to_a_clean_a4_pdf_with_every_figure(
     assert await german.text("doc-currency") == "EUR"
     assert str(company) in await german.text("doc-company")
     assert await german.text("doc-total") == eur(statement["total"])
-    assert await german.text("doc-amount-due") == eur(statement["total"])  # no credits yet
-    assert not await page.get_by_test_id("doc-credits").is_visible()
+    # Credits applied (none were granted: 0) and the amount due, as the API says them.
+    assert await german.text("doc-amount-due") == eur(statement["amountDue"])
+    assert statement["amountDue"] == statement["total"]
+    assert await page.get_by_test_id("doc-credits").is_visible()
     job_ids = await page.locator("[data-testid=doc-lines] tbody .job-id").all_inner_texts()
     assert job_ids == [line["jobId"] for line in statement["lines"]]
     shown_titles = await page.locator("[data-testid=doc-lines] tbody .job-title").all_inner_texts()
