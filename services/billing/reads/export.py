@@ -23,8 +23,6 @@ from uuid import UUID
 
 import asyncpg
 
-from services.billing.ledger.store import title_of
-
 # A text cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV
 # Injection"): written with a `'` before it.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -41,26 +39,28 @@ def neutralised(column: str) -> str:
 # The contract's columns, in its order, named as its header row names them.
 EXPORT = f"""
 SELECT
-    id AS "id",
-    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt",
-    period AS "period",
-    job_id AS "jobId",
-    {neutralised("titled.title")} AS "jobTitle",
-    {neutralised("draft_job_id")} AS "draftJobId",
-    question_count AS "questionCount",
-    prompt_tokens AS "promptTokens",
-    completion_tokens AS "completionTokens",
-    total_tokens AS "totalTokens",
-    cost AS "cost",
+    u.id AS "id",
+    to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt",
+    u.period AS "period",
+    u.job_id AS "jobId",
+    {neutralised("known.title")} AS "jobTitle",
+    {neutralised("u.draft_job_id")} AS "draftJobId",
+    u.question_count AS "questionCount",
+    u.prompt_tokens AS "promptTokens",
+    u.completion_tokens AS "completionTokens",
+    u.total_tokens AS "totalTokens",
+    u.cost AS "cost",
     $4::text AS "currency",
-    {neutralised("model_used")} AS "modelUsed",
-    price_id AS "priceId"
+    {neutralised("u.model_used")} AS "modelUsed",
+    u.price_id AS "priceId"
 FROM question_generation_usage u
-CROSS JOIN LATERAL (SELECT {title_of("u.job_id", "$1")} AS title) AS titled
-WHERE company_id = $1
-  AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
-  AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)
-ORDER BY created_at, id
+-- The titles of the company's jobs, joined once for the whole export (a lookup per row
+-- halved the rows per second).
+LEFT JOIN known_jobs known ON known.job_id = u.job_id AND known.company_id = $1
+WHERE u.company_id = $1
+  AND ($2::timestamptz IS NULL OR u.created_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR u.created_at < $3::timestamptz)
+ORDER BY u.created_at, u.id
 """
 
 HEADER = (
