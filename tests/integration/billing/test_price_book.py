@@ -307,9 +307,13 @@ async def test_effective_from_is_compared_with_the_requests_own_time_not_after_t
 
     holder = asyncio.create_task(hold_pricing_lock())
     await held.wait()
-    effective_from = datetime.now(UTC) + timedelta(milliseconds=500)
+    # The request arrives at `requested_at` (the app's clock, pinned: however slow the
+    # machine, the request's own time is that) and asks for a price from just after it.
+    requested_at = datetime.now(UTC)
+    billing.apps["billing"].state.clock = lambda: requested_at
+    effective_from = requested_at + timedelta(milliseconds=1)
     change = asyncio.create_task(set_price(billing, company, price(effective_from, "0.2000")))
-    await asyncio.sleep(1.5)  # the lock is held past effectiveFrom
+    await asyncio.sleep(1.5)  # the lock is held well past effectiveFrom
     assert not change.done()
     release.set()
     await holder
