@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 from uuid import UUID
 
@@ -24,11 +23,12 @@ from services.billing.credits.schemas import (
     VoidFingerprint,
 )
 from services.billing.credits.store import StoredGrant
+from services.billing.reads.api import BillingCurrency
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
 from services.servicekit.db import Connection
-from services.servicekit.http import Clock, Pool
+from services.servicekit.http import Clock, Cursors, Pool
 from services.servicekit.idempotency import Idempotent
-from services.servicekit.pagination import Cursor
+from services.servicekit.pagination import Cursor, bigint_key
 from services.servicekit.problems import Problem, documented, invalid
 
 router = APIRouter(prefix="/api/billing", tags=["credits"])
@@ -42,8 +42,8 @@ MAX_LIMIT = 500
 ADMIN_ERRORS = {401: "no valid token", 403: f"the token lacks {OPERATOR}"}
 
 
-def grant(stored: StoredGrant) -> Grant:
-    return Grant.model_validate(stored, from_attributes=True)
+def grant(stored: StoredGrant, currency: str) -> Grant:
+    return Grant.model_validate({**vars(stored), "currency": currency})
 
 
 @router.post(
@@ -58,6 +58,7 @@ async def post_grant(
     body: GrantRequest,
     pool: Pool,
     clock: Clock,
+    currency: BillingCurrency,
     idempotency_key: IdempotencyKey = None,
 ) -> Grant:
     """Grant credits to a company: its balance grows by the amount at once."""
@@ -78,7 +79,7 @@ async def post_grant(
     )
 
     async def write(conn: Connection) -> Grant:
-        return grant(await handlers.grant_credits(conn, order, now))
+        return grant(await handlers.grant_credits(conn, order, now), currency)
 
     # Keys are the operator's: the same key for another company is another request.
     return await Idempotent(pool, Grant, status_code=201).run(
@@ -100,13 +101,14 @@ async def post_void(
     grant_id: Annotated[UUID, Path(alias="grantId")],
     pool: Pool,
     clock: Clock,
+    currency: BillingCurrency,
     idempotency_key: IdempotencyKey = None,
 ) -> Grant:
     """Void what remains of a grant (again: the same answer, nothing more voided)."""
     now = clock()
 
     async def write(conn: Connection) -> Grant:
-        return grant(await handlers.void_grant(conn, company_id, grant_id, now))
+        return grant(await handlers.void_grant(conn, company_id, grant_id, now), currency)
 
     try:
         return await Idempotent(pool, Grant).run(
@@ -130,6 +132,7 @@ async def put_credit_mode(
     body: CreditModeRequest,
     pool: Pool,
     clock: Clock,
+    currency: BillingCurrency,
     idempotency_key: IdempotencyKey = None,
 ) -> CreditMode:
     """Set how a company's credits are used and the balance below which it is alerted."""
@@ -139,7 +142,7 @@ async def put_credit_mode(
         account = await handlers.set_mode(
             conn, company_id, body.mode, body.low_balance_threshold, now
         )
-        return CreditMode.model_validate(account, from_attributes=True)
+        return CreditMode.model_validate({**vars(account), "currency": currency})
 
     return await Idempotent(pool, CreditMode).run(
         operator.company_id,
@@ -157,41 +160,30 @@ async def put_credit_mode(
 async def get_credits(
     principal: CurrentPrincipal,
     pool: Pool,
+    currency: BillingCurrency,
+    cursors: Cursors,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Credits:
     """The company's balance, mode and one page of its grants, newest first."""
-    after = Cursor.decode(cursor) if cursor else None
+    scope = {"company": principal.company_id}
+    after = Cursor.of_key(cursors.open(cursor, "credits.grants", scope, 2)) if cursor else None
     view = await handlers.read_credits(
         pool, principal.company_id, (after.created_at, after.id) if after else None, limit
     )
     account = view.account
     return Credits(
+        currency=currency,
         balance=account.balance,
         mode=account.mode,
         low_balance_threshold=account.low_balance_threshold,
-        grants=[grant(item) for item in view.grants.items],
+        grants=[grant(item, currency) for item in view.grants.items],
         next_cursor=view.grants.cursor(
-            lambda last: Cursor(last.created_at, last.grant_id).encode()
+            lambda last: cursors.seal(
+                "credits.grants", scope, Cursor(last.created_at, last.grant_id).key()
+            )
         ),
     )
-
-
-def encode_entry_cursor(company_id: UUID, entry_id: int) -> str:
-    raw = f"credit-entries|{company_id}|{entry_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_entry_cursor(value: str, company_id: UUID) -> int:
-    """A cursor of this list and this company, or 422 naming `cursor`."""
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        kind, company, entry_id = raw.split("|")
-        if kind != "credit-entries" or UUID(company) != company_id:
-            raise ValueError("another list's or company's cursor")
-        return int(entry_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid("cursor", "not a cursor this list returned") from exc
 
 
 @router.get(
@@ -202,14 +194,21 @@ def decode_entry_cursor(value: str, company_id: UUID) -> int:
 async def get_entries(
     principal: CurrentPrincipal,
     pool: Pool,
+    currency: BillingCurrency,
+    cursors: Cursors,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Entries:
     """The company's credit ledger, newest first: grants, draws, expiries, voids."""
     company = principal.company_id
-    before = decode_entry_cursor(cursor, company) if cursor else None
+    # Sealed, and its id parsed as a bigint: a forged number past the column is a 422.
+    scope = {"company": company}
+    before = bigint_key(cursors.open(cursor, "credits.entries", scope, 1)[0]) if cursor else None
     page = await handlers.read_entries(pool, company, before, limit)
     return Entries(
+        currency=currency,
         entries=[Entry.model_validate(item, from_attributes=True) for item in page.items],
-        next_cursor=page.cursor(lambda last: encode_entry_cursor(company, last.id)),
+        next_cursor=page.cursor(
+            lambda last: cursors.seal("credits.entries", scope, [str(last.id)])
+        ),
     )

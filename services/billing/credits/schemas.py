@@ -17,7 +17,7 @@ from services.billing.credits.rules import (
     check_reason,
     check_threshold,
 )
-from services.billing.reads.schemas import CamelModel, Money
+from services.billing.reads.schemas import CamelModel, Money, Priced
 
 Kind = Literal["purchased", "promotional"]
 ModeName = Literal["none", "credit_then_invoice", "credit_only"]
@@ -54,7 +54,7 @@ class VoidFingerprint(CamelModel):
     void_grant: UUID
 
 
-class Grant(CamelModel):
+class Grant(Priced):
     grant_id: UUID
     company_id: UUID
     kind: Kind
@@ -84,14 +84,14 @@ class CreditModeFingerprint(CamelModel):
     request: CreditModeRequest
 
 
-class CreditMode(CamelModel):
+class CreditMode(Priced):
     company_id: UUID
     mode: ModeName
     low_balance_threshold: Money | None
     balance: Money
 
 
-class Credits(CamelModel):
+class Credits(Priced):
     balance: Money = Field(description="What the company's grants have left.")
     mode: ModeName
     low_balance_threshold: Money | None
@@ -108,6 +108,6 @@ class Entry(CamelModel):
     at: datetime
 
 
-class Entries(CamelModel):
+class Entries(Priced):
     entries: list[Entry] = Field(description="One page of the credit ledger, newest first.")
     next_cursor: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,6 +89,7 @@ async def test_an_operator_grants_credits_and_the_company_sees_them_drawn(
         "mode": "credit_only",
         "lowBalanceThreshold": "2.0000",
         "balance": "6.0000",
+        "currency": "USD",
     }
 
     usage = generated(company, draft="d-1", questions=20, at=AT)  # 0.2000
@@ -134,6 +136,7 @@ async def test_an_operator_grants_credits_and_the_company_sees_them_drawn(
         "lowBalanceThreshold": None,
         "grants": [],
         "nextCursor": None,
+        "currency": "USD",
     }
 
 
@@ -238,3 +241,16 @@ async def test_a_grant_that_expires_tomorrow_is_listed_with_its_window(
     response = await post_grant(billing, company, grant_body(expiresAt=expires, priority=50))
     assert response.status_code == 201, response.text
     assert datetime.fromisoformat(response.json()["expiresAt"]) == AT + timedelta(days=1)
+
+
+async def test_a_forged_entries_cursor_is_a_422_not_a_500(billing: Stack, company: UUID) -> None:
+    """A cursor that is not one billing sealed (a number past bigint, another company's
+    list) is refused naming `cursor`, before anything in it is read."""
+    raw = f"credit-entries|{company}|{2**70}".encode()
+    forged = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    for path in ("/api/billing/credits/entries", "/api/billing/credits"):
+        response = await billing.billing.get(
+            path, params={"cursor": forged}, headers=bearer(company)
+        )
+        assert response.status_code == 422, (path, response.text)
+        assert "cursor" in response.text
