@@ -266,7 +266,9 @@ class CreditsChanged(Event):
     `revision` grows with every change of the company's credits: a consumer keeps the
     highest it has seen, whatever order the events arrive in. `balance` is what every
     grant has left; `grants` says which of it may be drawn at a given instant
-    (`effectiveAt <= t < expiresAt`).
+    (`effectiveAt <= t < expiresAt`). A batch of usage names the generations it
+    recorded for the company (`countedGenerations`), drawn from or not: a consumer
+    that counts its own generations not yet billed stops counting those.
     """
 
     routing_key: ClassVar[str] = "billing.credits_changed.v1"
@@ -276,6 +278,13 @@ class CreditsChanged(Event):
     balance: Money
     low_balance_threshold: Money | None = Field(description="null: no alert")
     grants: list[CreditLeft]
+    counted_generations: list[UUID] = Field(
+        default_factory=list,
+        description=(
+            "the generations (QuestionsGenerated eventIds) whose usage this change recorded:"
+            " whatever they drew is in `balance`"
+        ),
+    )
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 
 from contracts.events import FOUR_PLACES
 from services.question_gen.budgets.rules import BudgetExceeded, HoldLost
+from services.question_gen.credits.rules import CreditsExhausted
 from services.question_gen.generation import MalformedAnswer
 from services.question_gen.handlers import GenerationNotStarted, QuestionGenerator
 from services.question_gen.llm import LlmCredentialsRefused, LlmTimeout, LlmUnavailable
@@ -25,6 +26,8 @@ def _not_billed(exc: Exception) -> str:
 
 # The problem type of a request refused by its company's monthly budget.
 BUDGET_EXCEEDED = "urn:problem-type:budget-exceeded"
+# The problem type of a request of a company in credit_only that its credits cannot cover.
+CREDITS_EXHAUSTED = "urn:problem-type:credits-exhausted"
 
 # A failed generation is billed nothing, and the answer says so.
 ERRORS: ErrorMap = {
@@ -34,6 +37,14 @@ ERRORS: ErrorMap = {
         members=lambda exc: {
             "type": BUDGET_EXCEEDED,
             "period": exc.period,
+            "cost": str(exc.cost.quantize(FOUR_PLACES)),
+        },
+    ),
+    CreditsExhausted: ProblemOf[CreditsExhausted](
+        402,
+        "the company's prepaid credits have no room for this request; nothing billed",
+        members=lambda exc: {
+            "type": CREDITS_EXHAUSTED,
             "cost": str(exc.cost.quantize(FOUR_PLACES)),
         },
     ),

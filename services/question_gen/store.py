@@ -14,16 +14,28 @@ from services.servicekit.db import Connection
 # expiry or a release takes only an unsettled one); then, for every generation, with or
 # without a limit, its cost is added to its period's unfolded spends, counted from this
 # commit on. A reservation gone (the request outlived its hold): nothing at all is written.
+#
+# The same for the company's credits (`credits/`): its credit reservation, in
+# credit_only, is settled likewise; in a credit mode its cost counts as not yet billed
+# until billing names the generation as recorded.
 RECORD_GENERATION_AHEAD = """
 settles AS (
     UPDATE budget_reservations SET settled = true WHERE id = $11 RETURNING id
 ),
+settles_credits AS (
+    UPDATE credit_reservations SET settled = true WHERE id = $18 RETURNING id
+),
 recordable AS (
-    SELECT WHERE $11::uuid IS NULL OR EXISTS (SELECT FROM settles)
+    SELECT WHERE ($11::uuid IS NULL OR EXISTS (SELECT FROM settles))
+        AND ($18::uuid IS NULL OR EXISTS (SELECT FROM settles_credits))
 ),
 spent AS (
     INSERT INTO budget_spends (generation_id, company_id, period, cost, reservation_id)
     SELECT $1, $2, $13, $12, $11 FROM recordable
+),
+spent_credits AS (
+    INSERT INTO credit_spends (generation_id, company_id, cost, reservation_id)
+    SELECT $1, $2, $12, $18 FROM recordable WHERE $19::boolean
 )
 """
 
@@ -71,6 +83,8 @@ async def record_generation(
         event.reasoning_tokens,
         event.usage_source,
         stream_end,
+        settles.credit_reservation_id,
+        settles.credit_spend,
     )
     written = await outbox.write_with_event(
         conn,

@@ -4,7 +4,9 @@ In the batch's own transaction (`ledger/effects.py`), only for the rows this bat
 inserted: a redelivered generation inserts none and a draft moved onto its job is
 not new, so neither draws again. Rows of companies in mode `none` draw nothing.
 Each row draws from the grants active at its occurredAt, in burn-down order
-(`rules.burn_down`); a late event draws from those if anything remains. The
+(`rules.burn_down`); a late event draws from those if anything remains. Each
+account charged gets its `CreditsChanged`, naming the generations recorded, even
+when nothing was left to draw. The
 accounts are locked first (`store.py`), so concurrent batches, voids and the
 expiry take turns per company and none can draw what another has taken.
 """
@@ -37,13 +39,18 @@ async def draw_credits(conn: Connection, batch: RecordedBatch) -> None:
     left = await store.grants_left(conn, [account.company_id for account in accounts])
     drawn: list[DrawnRow] = []
     deltas = []
+    counted: dict[UUID, list[UUID]] = {}
     for account in accounts:
         company = account.company_id
         result = burn_down(left[company], charges[company])
         drawn += [DrawnRow(draw, company, periods[draw.event_id]) for draw in result.draws]
-        if result.draws:
-            deltas.append((company, -result.drawn))
-    if not drawn:
-        return
-    await store.record_draws(conn, drawn, batch.now)
-    await publish_changes(conn, await store.change_balances(conn, deltas), batch.now)
+        # Every account a batch charged changes (a revision, an event), drawn from or not:
+        # its event names the generations now counted, which the question service stops
+        # counting as not yet billed.
+        deltas.append((company, -result.drawn))
+        counted[company] = [charge.event_id for charge in charges[company]]
+    if drawn:
+        await store.record_draws(conn, drawn, batch.now)
+    await publish_changes(
+        conn, await store.change_balances(conn, deltas), batch.now, counted=counted
+    )

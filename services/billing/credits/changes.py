@@ -11,9 +11,10 @@ threshold (`rules.low_balance`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from uuid import UUID
 
 from contracts.events import CreditLeft, CreditsChanged
 from services.billing.credits import store
@@ -39,7 +40,12 @@ def alert_period(alert: int) -> str:
     return f"credits-low-balance:{alert}"
 
 
-def credits_changed(account: Account, left: Sequence[Grant], now: datetime) -> CreditsChanged:
+def credits_changed(
+    account: Account,
+    left: Sequence[Grant],
+    now: datetime,
+    counted: Sequence[UUID] = (),
+) -> CreditsChanged:
     return CreditsChanged(
         event_id=uuid.uuid4(),
         occurred_at=now,
@@ -58,6 +64,7 @@ def credits_changed(account: Account, left: Sequence[Grant], now: datetime) -> C
             )
             for grant in left
         ],
+        counted_generations=list(counted),
     )
 
 
@@ -85,8 +92,12 @@ async def publish_changes(
     *,
     granted: bool = False,
     new_threshold: bool = False,
+    counted: Mapping[UUID, Sequence[UUID]] | None = None,
 ) -> None:
-    """The changed accounts' CreditsChanged, and their low-balance webhooks where due."""
+    """The changed accounts' CreditsChanged, and their low-balance webhooks where due.
+
+    `counted`: per company, the generations a batch of usage recorded (see `burn.py`).
+    """
     if not accounts:
         return
     decided = []
@@ -121,5 +132,11 @@ async def publish_changes(
     )
     left = await store.grants_left(conn, [account.company_id for account in accounts])
     await outbox.enqueue_many(
-        conn, [credits_changed(account, left[account.company_id], now) for account in accounts]
+        conn,
+        [
+            credits_changed(
+                account, left[account.company_id], now, (counted or {}).get(account.company_id, ())
+            )
+            for account in accounts
+        ],
     )

@@ -1,4 +1,4 @@
-"""Billing's events into the guard's tables: prices, limits and billed spend.
+"""Billing's events into the guard's tables: prices, limits, billed spend and credits.
 
 The question service's own quorum queue (`question_gen.billing`, bound to
 `billing.#`) is consumed by every process of the service; they share one
@@ -30,12 +30,14 @@ from pydantic import ValidationError
 from contracts.events import (
     BILLING_EVENT_TYPES,
     BudgetChanged,
+    CreditsChanged,
     Event,
     PriceChanged,
     SpendRecorded,
 )
 from contracts.topology import Topology
 from services.question_gen.budgets import store
+from services.question_gen.credits import store as credits
 from services.servicekit.db import Connection
 
 log = structlog.get_logger(__name__)
@@ -65,11 +67,15 @@ async def apply(conn: Connection, event: Event) -> None:
         await store.set_limit(conn, event)
     elif isinstance(event, SpendRecorded):
         await store.set_billed(conn, event)
+    elif isinstance(event, CreditsChanged):
+        await credits.apply_change(conn, event)
 
 
 def lock_order(event: Event) -> tuple[int, str, str]:
     if isinstance(event, SpendRecorded):
         return (1, str(event.company_id), event.period)
+    if isinstance(event, CreditsChanged):  # spend rows, then its account, company by company
+        return (2, str(event.company_id), "")
     return (0, str(event.company_id), "")
 
 
@@ -77,7 +83,7 @@ def changed_company(event: Event) -> tuple[bool, UUID | None]:
     """Whether the event changes a company's terms, and whose (None: every company's)."""
     if isinstance(event, PriceChanged):
         return True, None if event.is_default else event.company_id
-    if isinstance(event, BudgetChanged):
+    if isinstance(event, (BudgetChanged, CreditsChanged)):  # a limit, a credit mode
         return True, event.company_id
     return False, None
 

@@ -13,6 +13,10 @@ period's row lock, when the reservation is decided.
 
 Reservations are decided in batches: a request joins the batch after the one in
 hand, so under load one statement decides many (see `store.RESERVE`).
+
+One reservation covers the company's credits too, when it is in `credit_only`
+(`credits/`): the credit check first, then the budget's, in one transaction; one
+refused gives back what the other held, and the refusal says which refused.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
@@ -40,6 +44,12 @@ from services.question_gen.budgets.rules import (
     Terms,
     cost_at,
 )
+from services.question_gen.credits import store as credits
+from services.question_gen.credits.rules import (
+    ENFORCED_MODE,
+    CreditsExhausted,
+    counts_as_unbilled,
+)
 from services.servicekit.db import Connection
 
 log = structlog.get_logger(__name__)
@@ -52,18 +62,29 @@ BATCH_SIZE = 500
 
 @dataclass(frozen=True)
 class Reservation:
-    """The worst-case cost of one request, held against its period's limit."""
+    """The worst-case cost of one request, held against its period's limit (`budget`),
+    its company's credits (`credits`), or both."""
 
     id: UUID
     company_id: UUID
     period: str
     amount: Decimal
+    budget: bool = True
+    credits: bool = False
 
 
 class Outcome(Enum):
     RESERVED = "reserved"
     REFUSED = "refused"
+    CREDITS_EXHAUSTED = "credits-exhausted"
     UNLIMITED = "unlimited"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    budget: bool = False  # held against the limit
+    credits: bool = False  # held against the credits
 
 
 def _utc_now() -> datetime:
@@ -91,7 +112,7 @@ class BudgetGuard:
         self._loading: dict[UUID, asyncio.Task[Terms]] = {}
         self._changes = 0  # grows with every `forget`: a load begun before one is not kept
         self._sweeper: asyncio.Task[None] | None = None
-        self._waiting: list[tuple[Reservation, asyncio.Future[Outcome]]] = []
+        self._waiting: list[tuple[Reservation, asyncio.Future[Decision]]] = []
         self._batches: asyncio.Task[None] | None = None
         self._periods: set[tuple[UUID, str]] = set()  # (company, period) rows made
         self._releasing: set[asyncio.Task[None]] = set()  # reservations given back late
@@ -99,32 +120,43 @@ class BudgetGuard:
     # -- the request path ------------------------------------------------------------------
 
     async def reserve(self, company_id: UUID, question_count: int) -> Reservation | None:
-        """Hold the request's worst case; None when the company has no limit.
+        """Hold the request's worst case; None when the company has no limit and is not
+        in `credit_only`.
 
-        `BudgetExceeded` when it does not fit: nothing is held, the LLM is not called.
+        `BudgetExceeded` or `CreditsExhausted` when it does not fit: nothing is held, the
+        LLM is not called.
         """
         terms = await self.terms(company_id)
-        if not terms.limited:
+        enforced = terms.credit_mode == ENFORCED_MODE
+        if not terms.limited and not enforced:
             return None
         now = self._now()
         period = period_of(now)
         amount = cost_at(terms, company_id, now, question_count)
-        reservation = Reservation(uuid.uuid4(), company_id, period, amount)
-        outcome = await self._batched(reservation)
-        if outcome is Outcome.REFUSED:
+        asked = Reservation(
+            uuid.uuid4(), company_id, period, amount, budget=terms.limited, credits=enforced
+        )
+        decision = await self._batched(asked)
+        if decision.outcome in (Outcome.REFUSED, Outcome.CREDITS_EXHAUSTED):
             # Reservations count at their worst case until folded (settled ones at their
             # cost, expired ones at nothing): fold them now rather than refuse on their
             # account, then decide once more. Whether or not this fold found any: a
             # concurrent fold (another refused request, the sweeper) may have taken them.
             async with self._pool.acquire() as conn:
-                await store.fold(conn, company_id, period)
-            outcome = await self._batched(reservation)
-        if outcome is Outcome.REFUSED:
+                if decision.outcome is Outcome.REFUSED:
+                    await store.fold(conn, company_id, period)
+                else:
+                    await credits.fold(conn, company_id)
+            decision = await self._batched(asked)
+        if decision.outcome is Outcome.REFUSED:
             raise BudgetExceeded(company_id, period, amount)
-        if outcome is Outcome.UNLIMITED:  # the limit was removed meanwhile
-            self.forget(company_id)
+        if decision.outcome is Outcome.CREDITS_EXHAUSTED:
+            raise CreditsExhausted(company_id, amount)
+        if decision.budget != asked.budget or decision.credits != asked.credits:
+            self.forget(company_id)  # a limit or the mode changed meanwhile
+        if decision.outcome is Outcome.UNLIMITED:
             return None
-        return reservation
+        return replace(asked, budget=decision.budget, credits=decision.credits)
 
     async def settlement(
         self, conn: Connection, reservation: Reservation | None, event: QuestionsGenerated
@@ -140,8 +172,15 @@ class BudgetGuard:
         # could leave every connection of the pool waiting.
         terms = self._fresh(event.company_id) or await self._load(event.company_id, conn)
         cost = cost_at(terms, event.company_id, event.occurred_at, event.question_count)
+        on_credits = reservation is not None and reservation.credits
         return Settlement(
-            reservation.id if reservation else None, cost, period_of(event.occurred_at)
+            reservation.id if reservation and reservation.budget else None,
+            cost,
+            period_of(event.occurred_at),
+            credit_reservation_id=reservation.id if reservation and on_credits else None,
+            credit_spend=counts_as_unbilled(
+                ENFORCED_MODE if on_credits else terms.credit_mode, cost
+            ),
         )
 
     async def release(self, reservation: Reservation) -> None:
@@ -152,15 +191,18 @@ class BudgetGuard:
         """
         try:
             async with self._pool.acquire() as conn:
-                await store.release(conn, reservation.id)
+                if reservation.budget:
+                    await store.release(conn, reservation.id)
+                if reservation.credits:
+                    await credits.release(conn, [reservation.id])
         except Exception:
             log.warning("budget reservation not released; it expires", exc_info=True)
 
     # -- reservations, a batch at a time ---------------------------------------------------
 
-    async def _batched(self, reservation: Reservation) -> Outcome:
+    async def _batched(self, reservation: Reservation) -> Decision:
         """Join the next batch: every request waiting when the batch in hand ends."""
-        decided: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        decided: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._waiting.append((reservation, decided))
         if self._batches is None or self._batches.done():
             self._batches = asyncio.create_task(self._reserve_batches(), name="budget-batches")
@@ -174,9 +216,12 @@ class BudgetGuard:
             elif (
                 not decided.cancelled()
                 and decided.exception() is None
-                and decided.result() is Outcome.RESERVED
+                and decided.result().outcome is Outcome.RESERVED
             ):
-                releasing = asyncio.create_task(self.release(reservation))
+                held = decided.result()
+                releasing = asyncio.create_task(
+                    self.release(replace(reservation, budget=held.budget, credits=held.credits))
+                )
                 self._releasing.add(releasing)
                 releasing.add_done_callback(self._releasing.discard)
             raise
@@ -205,24 +250,73 @@ class BudgetGuard:
             for (reservation, decided), outcome in zip(batch, outcomes, strict=True):
                 if not decided.done():
                     decided.set_result(outcome)
-                elif outcome is Outcome.RESERVED:  # its request is gone: give it back
-                    await self.release(reservation)
+                elif outcome.outcome is Outcome.RESERVED:  # its request is gone: give it back
+                    await self.release(
+                        replace(reservation, budget=outcome.budget, credits=outcome.credits)
+                    )
 
-    async def _reserve_batch(self, batch: list[Reservation]) -> list[Outcome]:
-        keys = {(r.company_id, r.period) for r in batch}
+    async def _reserve_batch(self, batch: list[Reservation]) -> list[Decision]:
         async with self._pool.acquire() as conn:
+            if not any(r.credits for r in batch):
+                return await self._reserve_budgets(conn, batch, {})
+            # Both checks in one transaction: credits first (their account rows), then the
+            # budget's period rows; what the budget refuses gives its credits back.
+            async with conn.transaction():
+                on_credits = [r for r in batch if r.credits]
+                decided = await credits.reserve(
+                    conn,
+                    [(r.id, r.company_id, r.amount) for r in on_credits],
+                    now=self._now(),
+                    hold_seconds=self._hold_seconds,
+                )
+                return await self._reserve_budgets(
+                    conn, batch, {r.id: d for r, d in zip(on_credits, decided, strict=True)}
+                )
+
+    async def _reserve_budgets(
+        self,
+        conn: Connection,
+        batch: list[Reservation],
+        on_credits: dict[UUID, tuple[bool, bool]],  # id: (enforced, reserved)
+    ) -> list[Decision]:
+        exhausted = {id for id, (enforced, held) in on_credits.items() if enforced and not held}
+        asking = [r for r in batch if r.budget and r.id not in exhausted]
+        budget: dict[UUID, tuple[bool, bool]] = {}  # id: (reserved, limited)
+        if asking:
+            keys = {(r.company_id, r.period) for r in asking}
             if not keys <= self._periods:  # a period's first reservation in this process
                 await store.add_periods(conn, sorted(keys - self._periods, key=str))
                 if len(self._periods) >= MAX_REMEMBERED:
                     self._periods.clear()
                 self._periods |= keys
             decided = await store.reserve(
-                conn, [(r.id, r.company_id, r.period, r.amount) for r in batch], self._hold_seconds
+                conn,
+                [(r.id, r.company_id, r.period, r.amount) for r in asking],
+                self._hold_seconds,
             )
-        return [
-            Outcome.RESERVED if reserved else Outcome.REFUSED if limited else Outcome.UNLIMITED
-            for reserved, limited in decided
-        ]
+            budget = {r.id: d for r, d in zip(asking, decided, strict=True)}
+        refused = {id for id, (reserved, limited) in budget.items() if limited and not reserved}
+        given_back = [id for id in refused if on_credits.get(id, (False, False))[1]]
+        if given_back:
+            await credits.release(conn, given_back)
+        return [self._decision(r.id, on_credits, budget, refused) for r in batch]
+
+    @staticmethod
+    def _decision(
+        id: UUID,
+        on_credits: dict[UUID, tuple[bool, bool]],
+        budget: dict[UUID, tuple[bool, bool]],
+        refused: set[UUID],
+    ) -> Decision:
+        enforced, credit_held = on_credits.get(id, (False, False))
+        if enforced and not credit_held:
+            return Decision(Outcome.CREDITS_EXHAUSTED)
+        if id in refused:
+            return Decision(Outcome.REFUSED)
+        budget_held = budget.get(id, (False, False))[0]
+        if not budget_held and not credit_held:
+            return Decision(Outcome.UNLIMITED)
+        return Decision(Outcome.RESERVED, budget=budget_held, credits=credit_held)
 
     # -- what the guard knows of each company ----------------------------------------------
 
@@ -294,6 +388,8 @@ class BudgetGuard:
         async with self._pool.acquire() as conn:
             for company_id, period in await store.held(conn):
                 folded += await store.fold(conn, company_id, period)
+            for company_id in await credits.held(conn):
+                folded += await credits.fold(conn, company_id)
         return folded
 
     async def _sweep_forever(self) -> None:

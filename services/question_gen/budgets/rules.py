@@ -82,19 +82,25 @@ class HoldLost(Exception):
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """What every generation row carries: its cost, the period it counts in, and the
-    reservation it settles (None when its company had no limit when it was asked)."""
+    reservations it settles (None when its company had no limit, or was not in
+    `credit_only`, when it was asked); `credit_spend`: whether it counts as not yet
+    billed against the company's credits until billing names it as recorded."""
 
     reservation_id: UUID | None
     cost: Decimal
     period: str
+    credit_reservation_id: UUID | None = None
+    credit_spend: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Terms:
-    """What the guard knows of one company: whether it has a limit, and its prices."""
+    """What the guard knows of one company: whether it has a limit, its prices, and its
+    credit mode (as billing last published it)."""
 
     limited: bool
     versions: tuple[PriceVersion, ...] = ()
+    credit_mode: str = "none"
 
 
 def _in_force(versions: Iterable[PriceVersion], instant: datetime) -> PriceVersion | None:

@@ -27,13 +27,15 @@ from contracts.events import BudgetChanged, PriceChanged, SpendRecorded
 from services.question_gen.budgets.rules import PriceVersion, Terms, period_spent
 from services.servicekit.db import Connection
 
-# A company's limit and every price version that may apply to it (its own and the
-# defaults'); one row with NULL prices when billing has announced none.
+# A company's limit, its credit mode and every price version that may apply to it (its
+# own and the defaults'); one row with NULL prices when billing has announced none.
 TERMS = """
-SELECT l.monthly_limit IS NOT NULL AS limited, p.price_id, p.company_id,
+SELECT l.monthly_limit IS NOT NULL AS limited, coalesce(c.mode, 'none') AS credit_mode,
+       p.price_id, p.company_id,
        p.price_per_10_questions, p.profit_margin_percent, p.effective_from, p.announced_at
 FROM (SELECT 1) AS one
 LEFT JOIN budget_limits l ON l.company_id = $1
+LEFT JOIN credit_accounts c ON c.company_id = $1
 LEFT JOIN budget_prices p ON p.company_id = $1 OR p.company_id IS NULL
 """
 
@@ -236,7 +238,9 @@ async def terms(conn: Connection, company_id: UUID) -> Terms:
         for row in rows
         if row["price_id"] is not None
     )
-    return Terms(limited=bool(rows[0]["limited"]), versions=versions)
+    return Terms(
+        limited=bool(rows[0]["limited"]), versions=versions, credit_mode=rows[0]["credit_mode"]
+    )
 
 
 async def add_periods(conn: Connection, keys: Sequence[tuple[UUID, str]]) -> None:

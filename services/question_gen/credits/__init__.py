@@ -1,0 +1,1 @@
+"""Prepaid credits enforced before the LLM call (`credit_only`)."""
