@@ -6,10 +6,20 @@ Every field has a sensible default; a test names only what it is about.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
-from contracts.events import JobCreated, LlmCallFinished, LlmCallOutcome, QuestionsGenerated
+from contracts.events import (
+    CreditLeft,
+    CreditMode,
+    CreditsChanged,
+    JobCreated,
+    LlmCallFinished,
+    LlmCallOutcome,
+    QuestionsGenerated,
+)
 
 
 def generated(
@@ -105,3 +115,42 @@ def call_of(generation: QuestionsGenerated, **changes: object) -> LlmCallFinishe
         **changes,
     }
     return llm_call(generation.company_id, **values)  # type: ignore[arg-type]
+
+
+def credit_left(
+    remaining: str,
+    *,
+    effective_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    priority: int = 10,
+) -> CreditLeft:
+    """A grant with `remaining` left; in effect since a day ago, never expiring."""
+    return CreditLeft(
+        grant_id=uuid.uuid4(),
+        remaining=Decimal(remaining),
+        priority=priority,
+        effective_at=effective_at or datetime.now(UTC) - timedelta(days=1),
+        expires_at=expires_at,
+    )
+
+
+def credits_changed(
+    company: UUID,
+    *,
+    revision: int,
+    grants: Sequence[CreditLeft] = (),
+    mode: CreditMode = "credit_only",
+    counted: Sequence[UUID] = (),
+) -> CreditsChanged:
+    """A `CreditsChanged` of the whole account: its balance is what `grants` have left."""
+    return CreditsChanged(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        company_id=company,
+        revision=revision,
+        mode=mode,
+        balance=sum((g.remaining for g in grants), Decimal("0.0000")),
+        low_balance_threshold=None,
+        grants=list(grants),
+        counted_generations=list(counted),
+    )

@@ -14,7 +14,6 @@ company order.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -240,7 +239,7 @@ async def apply_change(conn: Connection, event: CreditsChanged) -> None:
         event.revision,
         event.mode,
         event.balance,
-        json.dumps(grants),
+        grants,
     )
 
 
