@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from contracts.events import Event
+from contracts.events import CreditsChanged, Event
 from services.billing.credits import handlers
 from services.billing.credits.store import StoredGrant
 from services.billing.statements.handlers import close_period
@@ -249,3 +249,33 @@ async def test_a_grant_voided_mid_burst_is_never_drawn_after_the_void(
     assert await assert_balance_identity(pool, company) == Decimal("50.0000") - (
         Decimal("6.1000") - drawn
     )
+
+
+async def test_each_batch_names_the_generations_it_recorded_drawn_from_or_not(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    # What the question service stops counting as not yet billed: every generation of a
+    # company in a credit mode that a batch recorded, whether anything was left to draw.
+    await grant(pool, company, "0.1000")
+    await set_mode(pool, company)
+    covered, uncovered = generated(company, at=NOW), generated(company, at=NOW)
+    await record(pool, covered, uncovered)
+    await record(pool, covered)  # redelivered: recorded already, named again by nothing
+    idle = uuid.uuid4()  # mode none: nothing drawn, no account to publish
+    await record(pool, generated(idle, at=NOW))
+
+    rows = await pool.fetch(
+        "SELECT payload FROM outbox WHERE routing_key = $1", CreditsChanged.routing_key
+    )
+    changes = sorted(
+        (CreditsChanged.model_validate(row["payload"]) for row in rows),
+        key=lambda change: change.revision,
+    )
+    assert {change.company_id for change in changes} == {company}
+    assert [sorted(change.counted_generations) for change in changes] == [
+        [],  # the grant
+        [],  # the mode
+        sorted([covered.event_id, uncovered.event_id]),
+    ]
+    assert changes[-1].balance == Decimal("0.0000")
+    assert await assert_balance_identity(pool, company) == 0
