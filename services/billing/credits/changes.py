@@ -19,6 +19,7 @@ from uuid import UUID
 from contracts.events import CreditLeft, CreditsChanged
 from services.billing.credits import store
 from services.billing.credits.rules import (
+    LOW_BALANCE_EVENT_TYPE,
     Grant,
     low_balance,
     low_balance_body,
@@ -82,6 +83,7 @@ def low_balance_delivery(account: Account, now: datetime) -> webhooks.NewDeliver
         ),
         created_at=now,
         give_up_at=now + GIVE_UP_AFTER,
+        type=LOW_BALANCE_EVENT_TYPE,
     )
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from services.billing.credits.rules import LOW_BALANCE_EVENT_TYPE
 from services.billing.reads.schemas import CamelModel
 from services.billing.webhooks import store
 from services.billing.webhooks.rules import EVENT_TYPE
@@ -26,9 +27,13 @@ MAX_LIMIT = 500
 
 class DeliveryAttempt(CamelModel):
     event_id: UUID = Field(description="The webhook's eventId: the same on every retry.")
-    type: str = EVENT_TYPE
-    period: str
-    threshold: int
+    type: str = Field(
+        description=f"The webhook's `type`: {EVENT_TYPE} or {LOW_BALANCE_EVENT_TYPE}."
+    )
+    period: str | None = Field(description=f"The budget's period ({EVENT_TYPE}); else null.")
+    threshold: int | None = Field(
+        description=f"The threshold reached, percent of the limit ({EVENT_TYPE}); else null."
+    )
     attempt: int = Field(description="1 for the first attempt of this eventId, then 2, ...")
     attempted_at: datetime
     url: str | None

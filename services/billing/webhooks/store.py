@@ -9,17 +9,19 @@ from uuid import UUID
 
 import asyncpg
 
+from services.billing.webhooks.rules import EVENT_TYPE as BUDGET_EVENT_TYPE
 from services.servicekit.db import Connection
 from services.servicekit.pagination import Page, fetch_page
 
 # One delivery per (company, period, threshold), ever: a second crossing adds nothing.
 ENQUEUE = """
 INSERT INTO webhook_deliveries (
-    event_id, company_id, period, threshold, body, next_attempt_at, give_up_at, created_at
+    event_id, company_id, period, threshold, body, next_attempt_at, give_up_at, created_at,
+    type
 )
 SELECT * FROM unnest(
     $1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[],
-    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]
+    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[]
 )
 ON CONFLICT (company_id, period, threshold) DO NOTHING
 """
@@ -67,9 +69,13 @@ SELECT held.id, $2, $3, $4, $5, $6, $7, $8, $9 FROM held
 RETURNING id
 """
 
-# A company's attempts, newest first, after a keyset cursor; $3 rows.
-LIST_ATTEMPTS = """
-SELECT a.id, d.event_id, d.period, d.threshold, a.attempt, a.attempted_at, a.url,
+# A company's attempts, newest first, after a keyset cursor; $3 rows. A budget webhook's
+# period and threshold; none for another type (its key is not a period: see 0010).
+LIST_ATTEMPTS = f"""
+SELECT a.id, d.event_id, d.type,
+       CASE WHEN d.type = '{BUDGET_EVENT_TYPE}' THEN d.period END AS period,
+       CASE WHEN d.type = '{BUDGET_EVENT_TYPE}' THEN d.threshold END AS threshold,
+       a.attempt, a.attempted_at, a.url,
        a.status_code, a.error, a.duration_ms, a.outcome, d.status AS delivery_status
 FROM webhook_attempts a
 JOIN webhook_deliveries d ON d.id = a.delivery_id
@@ -88,6 +94,7 @@ class NewDelivery:
     body: str
     created_at: datetime
     give_up_at: datetime
+    type: str = BUDGET_EVENT_TYPE  # the body's `type`
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ async def enqueue(conn: Connection, deliveries: Sequence[NewDelivery]) -> None:
         [d.created_at for d in deliveries],
         [d.give_up_at for d in deliveries],
         [d.created_at for d in deliveries],
+        [d.type for d in deliveries],
     )
 
 

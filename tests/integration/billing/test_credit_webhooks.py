@@ -98,6 +98,18 @@ async def test_the_alert_goes_once_per_fall_below_and_again_after_a_grant_lifts_
         company,
     )
     assert dict(rows[0]) == {"low_balance_alerts": 2, "low_balance_alerted": True}
+    # The deliveries list names them as what they are, not as budget thresholds.
+    listed = await stack.billing_json(company, "/api/billing/webhooks/deliveries")
+    attempts = listed["deliveries"]
+    assert len(attempts) == 3
+    assert {a["eventId"] for a in attempts} == set(bodies)
+    for attempt in attempts:
+        assert (attempt["type"], attempt["period"], attempt["threshold"]) == (
+            "credits.low_balance",
+            None,
+            None,
+        )
+    assert sorted(a["outcome"] for a in attempts) == ["delivered", "delivered", "failed"]
 
 
 async def test_no_alert_in_mode_none_or_without_a_webhook(
