@@ -1,5 +1,6 @@
-"""`credits_overhead`, billing's half: throughput with every row drawing from credits, against none.
+"""`credits_overhead`: what prepaid credits cost, on both sides of the queue.
 
+Billing's half: throughput with every row drawing from credits, against none.
 Benchmark 1's drain (N `QuestionsGenerated` preloaded into a fresh quorum queue,
 one `python -m services.billing`, timed from its consumer's registration to N
 committed rows), twice per round on fresh databases:
@@ -13,25 +14,46 @@ committed rows), twice per round on fresh databases:
 
 Rounds alternate which side goes first; medians are compared. The balance
 identity is checked after each credited drain: what was drawn equals what was billed.
+
+The question service's half: generation at LLM latency, as `budget_overhead`
+measures it (the lean fake LLM answering after 300 ms, `wrk` at 100
+connections, alternating rounds on one service process), for two companies:
+one with no credits, one in `credit_only` with a grant far above what the run
+spends (learnt from a `CreditsChanged` published to the service's queue, as
+billing publishes it), so every request reserves its worst case against the
+credits before the LLM call, and its generation settles the reservation and
+counts as not yet billed (no billing runs: every generation stays counted, as
+when billing lags). Bar: p99 added with credits <= 1.1x without.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
 from bench import harness
 from bench.billing_throughput import CONSUMING, preload, wait_for_acks, wait_for_rows
+from bench.generation_at_llm_latency import Load, start_fake_llm, wait_listening, wrk
+from bench.generation_endpoint import DESCRIPTION, PATH
 from bench.harness import Profile, Result, median
 from bench.publisher import tenants_of
+from contracts.events import CreditLeft, CreditsChanged
 from services.billing.credits import handlers
 from services.billing.credits.handlers import GrantOrder
+from tests.support.broker import publish_events
+from tests.support.waiting import eventually
 
 BAR = 0.9
 COMPANIES = 50  # the publisher's default
+LATENCY = 0.3
+CONNECTIONS = 100
+BAR_P99_RATIO = 1.10  # p99 added with credit_only / without
+VARIANTS = ("none", "credit_only")
 
 
 async def give_credits(dsn: str, seed: int) -> None:
@@ -90,7 +112,7 @@ async def drain(events: int, seed: int, *, credits: bool) -> tuple[float, bool]:
     return events / (finished - started), exact
 
 
-async def run(profile: Profile) -> Result:
+async def billing_side(profile: Profile) -> dict[str, Any]:
     credited: list[float] = []
     plain: list[float] = []
     exact = True
@@ -100,23 +122,136 @@ async def run(profile: Profile) -> Result:
             rate, ok = await drain(profile.events, round_ + 1, credits=credits)
             (credited if credits else plain).append(rate)
             exact = exact and ok
-    ratio = median(credited) / median(plain)
+    return {
+        "with": median(credited),
+        "without": median(plain),
+        "ratio": median(credited) / median(plain),
+        "with_rounds": [round(rate) for rate in credited],
+        "without_rounds": [round(rate) for rate in plain],
+        "draws_exact": exact,
+    }
+
+
+def account(company: uuid.UUID) -> CreditsChanged:
+    """A credit_only account with far more than the run spends, as billing publishes it."""
+    now = datetime.now(UTC)
+    left = CreditLeft(
+        grant_id=uuid.uuid4(),
+        remaining=Decimal("1000000.0000"),
+        priority=10,
+        effective_at=now - timedelta(days=1),
+        expires_at=None,
+    )
+    return CreditsChanged(
+        event_id=uuid.uuid4(),
+        occurred_at=now,
+        company_id=company,
+        revision=1,
+        mode="credit_only",
+        balance=left.remaining,
+        low_balance_threshold=None,
+        grants=[left],
+    )
+
+
+async def _account_known(dsn: str, company: uuid.UUID) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM credit_accounts WHERE company_id = $1", company
+        )
+        return bool(found)
+    finally:
+        await conn.close()
+
+
+async def generation_side(profile: Profile) -> dict[str, Any]:
+    companies = {variant: uuid.uuid4() for variant in VARIANTS}
+    body = {"draftJobId": str(uuid.uuid4()), "jobDescription": DESCRIPTION, "numberOfQuestions": 10}
+    loads: dict[str, list[Load]] = {}
+    fake, fake_url = start_fake_llm(LATENCY)
+    try:
+        await wait_listening(fake_url, fake)
+        async with harness.temp_database("question_gen") as dsn, harness.temp_topology() as topo:
+            process, base = harness.start_service(
+                "question_gen",
+                dsn,
+                topo,
+                OPENAI_API_KEY="bench-key",
+                OPENAI_BASE_URL=fake_url + "/v1",
+                LLM_TIMEOUT_SECONDS="30",
+            )
+            try:
+                await harness.wait_ready(base, process, 60)
+                await publish_events(topo, account(companies["credit_only"]))
+                await eventually(lambda: _account_known(dsn, companies["credit_only"]), timeout=30)
+
+                async def measure(variant: str, seconds: float) -> Load:
+                    headers = {"Authorization": f"Bearer {harness.token(companies[variant])}"}
+                    return await wrk(
+                        base + PATH,
+                        body,
+                        headers,
+                        connections=CONNECTIONS,
+                        latency=LATENCY,
+                        seconds=seconds,
+                        pid=process.pid,
+                        dsn=dsn,
+                    )
+
+                for variant in VARIANTS:  # warm up: connections open, code paths hot
+                    await measure(variant, max(profile.warmup_seconds, 1.0))
+                for round_ in range(profile.rounds):
+                    for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
+                        loads.setdefault(variant, []).append(
+                            await measure(variant, max(profile.http_seconds, LATENCY * 4))
+                        )
+            finally:
+                await process.stop()
+    finally:
+        await fake.stop()
+    figures: dict[str, Any] = {}
+    for variant in VARIANTS:
+        runs = loads[variant]
+        figures[variant] = {
+            "rps": round(median([load.rps for load in runs]), 1),
+            "p50_added_ms": round(median([load.figures()["p50_added_ms"] for load in runs]), 1),
+            "p99_added_ms": round(median([load.figures()["p99_added_ms"] for load in runs]), 1),
+            "errors": sum(load.errors for load in runs),
+            "cpu_ms_per_generation": round(median([load.cpu_ms for load in runs]), 2),
+        }
+    none, credited = figures["none"]["p99_added_ms"], figures["credit_only"]["p99_added_ms"]
+    figures["p99_ratio"] = round(credited / none, 3) if none > 0 else float("inf")
+    return figures
+
+
+async def run(profile: Profile) -> Result:
+    billing = await billing_side(profile)
+    generation = await generation_side(profile)
+    billing_ok = billing["ratio"] >= BAR and billing["draws_exact"]
+    generation_ok = generation["p99_ratio"] <= BAR_P99_RATIO
     result = Result(
         name="credits_overhead",
-        ours=median(credited),
-        baseline=median(plain),
+        ours=billing["with"],
+        baseline=billing["without"],
         unit="events/s",
-        ratio=ratio,
-        bar=f"billing with draws / without >= {BAR}",
-        passed=ratio >= BAR and exact,
+        ratio=billing["ratio"],
+        bar=(
+            f"billing with draws / without >= {BAR}; generation p99 added with credit_only"
+            f" / without <= {BAR_P99_RATIO:g}"
+        ),
+        passed=billing_ok and generation_ok,
         details={
             "events": profile.events,
             "rounds": profile.rounds,
-            "with_rounds": [round(rate) for rate in credited],
-            "without_rounds": [round(rate) for rate in plain],
-            "draws_exact": exact,
+            "billing": billing,
+            "generation": {**generation, "connections": CONNECTIONS},
         },
     )
-    if not exact:
+    if not billing["draws_exact"]:
         result.notes.append("the draws did not add up to what was billed")
+    if not billing_ok:
+        result.notes.append("missed: billing with draws / without")
+    if not generation_ok:
+        result.notes.append("missed: generation p99 added with credit_only / without")
     return result
