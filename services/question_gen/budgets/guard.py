@@ -256,22 +256,29 @@ class BudgetGuard:
                     )
 
     async def _reserve_batch(self, batch: list[Reservation]) -> list[Decision]:
+        on_credits = [r for r in batch if r.credits]
         async with self._pool.acquire() as conn:
-            if not any(r.credits for r in batch):
+            if not on_credits:
                 return await self._reserve_budgets(conn, batch, {})
+            if not any(r.budget for r in batch):  # one statement, as the budget's alone
+                return await self._reserve_credits(conn, batch, on_credits)
             # Both checks in one transaction: credits first (their account rows), then the
             # budget's period rows; what the budget refuses gives its credits back.
             async with conn.transaction():
-                on_credits = [r for r in batch if r.credits]
-                decided = await credits.reserve(
-                    conn,
-                    [(r.id, r.company_id, r.amount) for r in on_credits],
-                    now=self._now(),
-                    hold_seconds=self._hold_seconds,
-                )
-                return await self._reserve_budgets(
-                    conn, batch, {r.id: d for r, d in zip(on_credits, decided, strict=True)}
-                )
+                return await self._reserve_credits(conn, batch, on_credits)
+
+    async def _reserve_credits(
+        self, conn: Connection, batch: list[Reservation], on_credits: list[Reservation]
+    ) -> list[Decision]:
+        decided = await credits.reserve(
+            conn,
+            [(r.id, r.company_id, r.amount) for r in on_credits],
+            now=self._now(),
+            hold_seconds=self._hold_seconds,
+        )
+        return await self._reserve_budgets(
+            conn, batch, {r.id: d for r, d in zip(on_credits, decided, strict=True)}
+        )
 
     async def _reserve_budgets(
         self,
