@@ -42,7 +42,7 @@ from bench.generation_at_llm_latency import Load, start_fake_llm, wait_listening
 from bench.generation_endpoint import DESCRIPTION, PATH
 from bench.harness import Profile, Result, median
 from bench.publisher import tenants_of
-from contracts.events import CreditLeft, CreditsChanged
+from contracts.events import BudgetChanged, CreditLeft, CreditsChanged
 from services.billing.credits import handlers
 from services.billing.credits.handlers import GrantOrder
 from tests.support.broker import publish_events
@@ -53,7 +53,9 @@ COMPANIES = 50  # the publisher's default
 LATENCY = 0.3
 CONNECTIONS = 100
 BAR_P99_RATIO = 1.10  # p99 added with credit_only / without
-VARIANTS = ("none", "credit_only")
+# `budget` (a limit far above the run's spend) for comparison: the same reservation
+# machinery, held against a budget instead of credits.
+VARIANTS = ("none", "credit_only", "budget")
 
 
 async def give_credits(dsn: str, seed: int) -> None:
@@ -154,13 +156,17 @@ def account(company: uuid.UUID) -> CreditsChanged:
     )
 
 
-async def _account_known(dsn: str, company: uuid.UUID) -> bool:
+async def _known(dsn: str, companies: dict[str, uuid.UUID]) -> bool:
+    """Whether the service has applied the account and the limit."""
     conn = await asyncpg.connect(dsn)
     try:
         found = await conn.fetchval(
-            "SELECT count(*) FROM credit_accounts WHERE company_id = $1", company
+            "SELECT (SELECT count(*) FROM credit_accounts WHERE company_id = $1)"
+            " + (SELECT count(*) FROM budget_limits WHERE company_id = $2)",
+            companies["credit_only"],
+            companies["budget"],
         )
-        return bool(found)
+        return bool(found == 2)
     finally:
         await conn.close()
 
@@ -183,8 +189,16 @@ async def generation_side(profile: Profile) -> dict[str, Any]:
             )
             try:
                 await harness.wait_ready(base, process, 60)
-                await publish_events(topo, account(companies["credit_only"]))
-                await eventually(lambda: _account_known(dsn, companies["credit_only"]), timeout=30)
+                limit = BudgetChanged(
+                    event_id=uuid.uuid4(),
+                    occurred_at=datetime.now(UTC),
+                    company_id=companies["budget"],
+                    revision=1,
+                    monthly_limit=Decimal("1000000"),
+                    thresholds=[],
+                )
+                await publish_events(topo, account(companies["credit_only"]), limit)
+                await eventually(lambda: _known(dsn, companies), timeout=30)
 
                 async def measure(variant: str, seconds: float) -> Load:
                     headers = {"Authorization": f"Bearer {harness.token(companies[variant])}"}
@@ -202,7 +216,9 @@ async def generation_side(profile: Profile) -> dict[str, Any]:
                 for variant in VARIANTS:  # warm up: connections open, code paths hot
                     await measure(variant, max(profile.warmup_seconds, 1.0))
                 for round_ in range(profile.rounds):
-                    for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
+                    # Each variant first in turn.
+                    shift = round_ % len(VARIANTS)
+                    for variant in VARIANTS[shift:] + VARIANTS[:shift]:
                         loads.setdefault(variant, []).append(
                             await measure(variant, max(profile.http_seconds, LATENCY * 4))
                         )
@@ -222,6 +238,8 @@ async def generation_side(profile: Profile) -> dict[str, Any]:
         }
     none, credited = figures["none"]["p99_added_ms"], figures["credit_only"]["p99_added_ms"]
     figures["p99_ratio"] = round(credited / none, 3) if none > 0 else float("inf")
+    budget = figures["budget"]["p99_added_ms"]
+    figures["p99_ratio_to_budget"] = round(credited / budget, 3) if budget > 0 else float("inf")
     return figures
 
 
