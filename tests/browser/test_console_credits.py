@@ -204,8 +204,7 @@ async def test_credits_hold_what_the_api_says(
     await watched.page.goto(console.url(token(company)))
     await watched.ready()
     await entries_shown(watched, months["last_month"])
-    await watched.page.locator("#credits").scroll_into_view_if_needed()
-    await watched.screenshot("credits-wide")
+    await watched.screenshot("console-with-credits")  # docs/console.png (make docs-screenshots)
 
     # The balance, the mode and the alert.
     assert await watched.text("credits-balance") == usd(credits["balance"])
