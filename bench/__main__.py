@@ -30,6 +30,7 @@ from bench import (
     budget_overhead,
     close_period,
     cluster_throughput,
+    console_load,
     credits_overhead,
     end_to_end,
     generation_at_llm_latency,
@@ -58,6 +59,7 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "rollup_write_cost": ledger_reads.run_write_cost,
     "close_period": close_period.run,
     "credits_overhead": credits_overhead.run,
+    "console_load": console_load.run,
 }
 
 
