@@ -27,6 +27,7 @@ import uvloop
 
 from bench import (
     billing_throughput,
+    billing_with_calls,
     budget_overhead,
     close_period,
     cluster_throughput,
@@ -39,6 +40,7 @@ from bench import (
     harness,
     job_creation,
     ledger_reads,
+    margin_reads,
     reconciliation,
     scale_out,
 )
@@ -59,6 +61,8 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "rollup_write_cost": ledger_reads.run_write_cost,
     "close_period": close_period.run,
     "credits_overhead": credits_overhead.run,
+    "billing_with_calls": billing_with_calls.run,
+    "margin_reads": margin_reads.run,
     "console_load": console_load.run,
 }
 
