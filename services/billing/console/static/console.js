@@ -755,6 +755,10 @@
     if (grant.expiredAt) {
       return `expired ${when(grant.expiredAt)}`;
     }
+    // Past its expiry, before billing's next expiry pass has taken what it had left.
+    if (grant.expiresAt && new Date(grant.expiresAt).getTime() <= Date.now()) {
+      return `expired ${when(grant.expiresAt)}`;
+    }
     if (grant.effectiveAt && new Date(grant.effectiveAt).getTime() > Date.now()) {
       return `starts ${when(grant.effectiveAt)}`;
     }
