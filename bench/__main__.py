@@ -31,6 +31,7 @@ from bench import (
     budget_overhead,
     close_period,
     cluster_throughput,
+    console_load,
     credits_overhead,
     end_to_end,
     generation_at_llm_latency,
@@ -62,6 +63,7 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "credits_overhead": credits_overhead.run,
     "billing_with_calls": billing_with_calls.run,
     "margin_reads": margin_reads.run,
+    "console_load": console_load.run,
 }
 
 
