@@ -17,7 +17,8 @@ from services.servicekit.db import Connection
 #
 # The same for the company's credits (`credits/`): its credit reservation, in
 # credit_only, is settled likewise; in a credit mode its cost counts as not yet billed
-# until billing names the generation as recorded.
+# until billing names the generation as recorded (the mode read here as well as by the
+# guard: a process that still remembers the company in mode none counts it all the same).
 RECORD_GENERATION_AHEAD = """
 settles AS (
     UPDATE budget_reservations SET settled = true WHERE id = $11 RETURNING id
@@ -35,7 +36,10 @@ spent AS (
 ),
 spent_credits AS (
     INSERT INTO credit_spends (generation_id, company_id, cost, reservation_id)
-    SELECT $1, $2, $12, $18 FROM recordable WHERE $19::boolean
+    SELECT $1, $2, $12, $18 FROM recordable
+    WHERE $12 > 0 AND ($19::boolean OR EXISTS (
+        SELECT FROM credit_accounts c WHERE c.company_id = $2 AND c.mode <> 'none'
+    ))
 )
 """
 

@@ -238,3 +238,16 @@ async def test_credit_then_invoice_is_not_enforced_but_counts_and_none_forgets(
     await publish(pool, credits_changed(company, revision=2, mode="none"))
     assert (await account(pool, company)).spends == 0
     assert await guard.reserve(company, 50) is None
+
+
+async def test_a_generation_counts_even_where_the_process_still_remembers_mode_none(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    remembering = BudgetGuard(pool, hold_seconds=HOLD, refresh_seconds=3600, now=lambda: NOW)
+    assert await remembering.reserve(company, 10) is None  # mode none, remembered
+    await publish(pool, credits_changed(company, revision=1, grants=[credit_left("0.1000")]))
+    # A request let through on what the process remembered: billing will draw for it.
+    await record(remembering, pool, None, generated(company, at=NOW))
+    held = await account(pool, company)
+    assert (held.unfolded, held.spends) == (Decimal("0.1000"), 1)
+    assert not await admitted(guard_at(pool), company, questions=1)
