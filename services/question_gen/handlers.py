@@ -107,8 +107,9 @@ class QuestionGenerator:
     ) -> GenerateQuestionsResponse:
         """The questions, recorded and billed once; on an idempotent retry the first answer.
 
-        Within the company's budget: its worst case is reserved before the LLM is
-        called (`BudgetExceeded` if it does not fit), and settled with the generation.
+        Within the company's budget and, in `credit_only`, its credits: its worst case is
+        reserved before the LLM is called (`BudgetExceeded` or `CreditsExhausted` if it
+        does not fit), and settled with the generation.
         Everything it waits for before the LLM call (a connection, its reservation)
         has until its deadline, `wait_before_llm_seconds` from when it owns its key:
         then `GenerationNotStarted`.
@@ -155,9 +156,10 @@ class QuestionGenerator:
     async def reserve(
         self, company_id: UUID, request: GenerateQuestionsRequest
     ) -> Reservation | None:
-        """Hold the request's worst case before the LLM is called (`BudgetExceeded` if it
-        does not fit); the JSON call and the stream alike. Within `wait_before_llm_seconds`
-        (a connection and the reservation): else `GenerationNotStarted`."""
+        """Hold the request's worst case before the LLM is called (`BudgetExceeded` or
+        `CreditsExhausted` if it does not fit); the JSON call and the stream alike.
+        Within `wait_before_llm_seconds` (a connection and the reservation): else
+        `GenerationNotStarted`."""
         wait = self.settings.wait_before_llm_seconds
         try:
             async with asyncio.timeout(wait):

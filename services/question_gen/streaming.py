@@ -4,8 +4,8 @@ the bill is what the client received.
 `POST /api/ai/generate-questions` with `Accept: text/event-stream` makes the same
 checks as the JSON call, in the same order, before anything is sent: the
 company, the `Idempotency-Key` (a stream already ended replays what was
-recorded), the budget's reservation of the worst case. Then the response
-(`GenerationStream`) runs two tasks: the stream's flow, and a watcher of the
+recorded), the reservation of the worst case (budget and credits alike). Then the
+response (`GenerationStream`) runs two tasks: the stream's flow, and a watcher of the
 client's connection that stops the flow the moment the client leaves.
 
 The flow asks the writer to stream; each question it delivers is one `question`
