@@ -5,8 +5,8 @@ Billing draws a usage row's cost from the grants active at its `occurredAt`
 hold, so it counts only on grants already in effect and still in effect at the end
 of its hold (`drawable`). What it may use is what those have left, as billing last
 published them, less what this service has generated that billing has not yet
-recorded (`unbilled`) and what other requests hold (`room`). `store.RESERVE` says
-the same in SQL, under the account's row lock.
+recorded (its spends) and what other requests hold. `store.RESERVE` says it in
+SQL, under the account's row lock; `drawable` is the rule its SQL follows.
 """
 
 from __future__ import annotations
@@ -42,11 +42,6 @@ def drawable(grants: Iterable[GrantLeft], now: datetime, hold: timedelta) -> Dec
         ),
         Decimal(0),
     )
-
-
-def room(drawable: Decimal, unbilled: Decimal, reserved: Decimal) -> Decimal:
-    """What a new reservation may take: never below zero."""
-    return max(drawable - unbilled - reserved, Decimal(0))
 
 
 def counts_as_unbilled(mode: str, cost: Decimal) -> bool:

@@ -1,4 +1,4 @@
-"""The credit guard's pure rules: which grants a request counts on, its room, what counts."""
+"""The credit guard's pure rules: which grants a request counts on, and what counts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from services.question_gen.credits.rules import (
     GrantLeft,
     counts_as_unbilled,
     drawable,
-    room,
 )
 
 NOW = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
@@ -33,12 +32,6 @@ def test_drawable_counts_grants_in_effect_now_and_until_the_hold_ends() -> None:
     ]
     assert drawable(grants, NOW, HOLD) == Decimal("3.0000")
     assert drawable([], NOW, HOLD) == Decimal(0)
-
-
-def test_room_is_what_is_left_less_unbilled_and_reserved_never_below_zero() -> None:
-    assert room(Decimal("1.0000"), Decimal("0.3000"), Decimal("0.2000")) == Decimal("0.5000")
-    assert room(Decimal("0.1000"), Decimal("0.1000"), Decimal("0.0000")) == Decimal(0)
-    assert room(Decimal("0.1000"), Decimal("0.2000"), Decimal("0.1000")) == Decimal(0)
 
 
 def test_a_generation_counts_as_unbilled_in_a_credit_mode_when_it_costs_something() -> None:
