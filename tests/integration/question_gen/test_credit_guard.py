@@ -251,3 +251,59 @@ async def test_a_generation_counts_even_where_the_process_still_remembers_mode_n
     held = await account(pool, company)
     assert (held.unfolded, held.spends) == (Decimal("0.1000"), 1)
     assert not await admitted(guard_at(pool), company, questions=1)
+
+
+async def test_two_guards_and_billing_catching_up_mid_burst_never_overdraw(
+    pool: asyncpg.Pool, company: UUID
+) -> None:
+    # Two processes' guards reserve and record at once while billing records what they
+    # generated, a few at a time, and publishes the account after each, and the guards
+    # fold: whatever interleaving, exactly the balance is spent.
+    grant = credit_left("1.0000")
+    await publish(pool, credits_changed(company, revision=1, grants=[grant]))
+    guards = [guard_at(pool), guard_at(pool)]
+    made: list[QuestionsGenerated] = []
+    done = asyncio.Event()
+
+    async def request(n: int) -> bool:
+        guard = guards[n % 2]
+        try:
+            reservation = await guard.reserve(company, 10)
+        except CreditsExhausted:
+            return False
+        event = generated(company, at=NOW + timedelta(seconds=1))
+        await record(guard, pool, reservation, event)
+        made.append(event)
+        return True
+
+    async def billing() -> None:
+        counted: list[UUID] = []
+        revision = 1
+        while not done.is_set() or len(counted) < len(made):
+            fresh = [e.event_id for e in made[len(counted) : len(counted) + 3]]
+            if fresh:
+                counted += fresh
+                revision += 1
+                left = grant.model_copy(
+                    update={"remaining": Decimal("1.0000") - Decimal("0.1000") * len(counted)}
+                )
+                await publish(
+                    pool, credits_changed(company, revision=revision, grants=[left], counted=fresh)
+                )
+            await guards[revision % 2].sweep()
+            await asyncio.sleep(0.001)
+
+    catching_up = asyncio.create_task(billing())
+    outcomes = await asyncio.gather(*(request(n) for n in range(60)))
+    done.set()
+    await catching_up
+    assert outcomes.count(True) == len(made) == 10
+    await guards[0].sweep()
+    held = await account(pool, company)
+    assert (held.balance, held.unbilled, held.reserved, held.spends, held.reservations) == (
+        Decimal("0.0000"),
+        Decimal("0.0000"),
+        Decimal("0.0000"),
+        0,
+        0,
+    )
