@@ -38,6 +38,7 @@ from bench import (
     harness,
     job_creation,
     ledger_reads,
+    provider_reconciliation,
     reconciliation,
     scale_out,
 )
@@ -58,6 +59,7 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "rollup_write_cost": ledger_reads.run_write_cost,
     "close_period": close_period.run,
     "credits_overhead": credits_overhead.run,
+    "provider_reconciliation": provider_reconciliation.run,
 }
 
 
