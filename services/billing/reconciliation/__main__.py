@@ -85,10 +85,8 @@ async def main(first: date | None, last: date | None) -> int:
             rows = [stored.row for stored in await store.run_results(conn, run.run_id)]
     finally:
         await pool.close()
-    print(
-        f"run {run.run_id}: {first} to {last}, {run.status}"
-        + (f": {run.reason}" if run.reason else f", {run.pages} pages of the provider's usage")
-    )
+    outcome = f": {run.reason}" if run.reason else f", provider's pages read: {run.pages}"
+    print(f"run {run.run_id}: {first} to {last}, {run.status}{outcome}")
     if not run.succeeded:
         return 1
     counts = ", ".join(f"{n} {status}" for status, n in run.summary.counts.items())
@@ -99,8 +97,8 @@ async def main(first: date | None, last: date | None) -> int:
     unrecorded = [row for row in rows if row.unrecorded(tolerance)]
     if unrecorded:
         print(
-            f"YES: on {len(unrecorded)} settled day-models the provider counts more than our "
-            "ledger of calls (drift or missing-ours above): usage paid for and never recorded."
+            "YES: the provider counts more than our ledger of calls (drift or missing-ours "
+            f"above) on settled day-models: {len(unrecorded)}. Usage paid for, never recorded."
         )
     else:
         print(

@@ -161,7 +161,8 @@ class Reconciler:
         began = asyncio.get_running_loop().create_future()
 
         def on_start() -> None:
-            began.set_result(None)
+            if not began.done():
+                began.set_result(None)
 
         task = asyncio.create_task(
             reconcile(
