@@ -11,7 +11,7 @@ COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 COMPOSE_UP := $(if $(filter docker-compose,$(COMPOSE)),up --build --detach,up --build --detach --wait)
 
 .PHONY: install system-packages browser-packages dev migrate test lint unit integration e2e chaos browser bench docs token demo \
-        replay-dlq rebuild-rollups close-period up down compose-check clean
+        replay-dlq rebuild-rollups close-period reconcile up down compose-check clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -104,6 +104,10 @@ rebuild-rollups: $(STAMP)
 
 close-period: $(STAMP)
 	$(BIN)/python -m services.billing.statements.close $(PERIOD)
+
+# Did we pay the LLM provider for anything we did not record? (FROM, TO: UTC days, optional.)
+reconcile: $(STAMP)
+	$(BIN)/python -m services.billing.reconciliation $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 up:
 	$(COMPOSE) $(COMPOSE_UP)

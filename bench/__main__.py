@@ -41,6 +41,7 @@ from bench import (
     job_creation,
     ledger_reads,
     margin_reads,
+    provider_reconciliation,
     reconciliation,
     scale_out,
 )
@@ -64,6 +65,7 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "billing_with_calls": billing_with_calls.run,
     "margin_reads": margin_reads.run,
     "console_load": console_load.run,
+    "provider_reconciliation": provider_reconciliation.run,
 }
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_extra_types.currency_code import Currency
 
 from services.billing.ledger.rules import Pricing
@@ -13,6 +13,8 @@ from services.billing.prices.rules import (
     check_billable,
 )
 from services.servicekit.settings import PublisherSettings
+
+OPENAI_ADMIN_BASE_URL = "https://api.openai.com/v1"
 
 
 class Settings(PublisherSettings):
@@ -62,6 +64,63 @@ class Settings(PublisherSettings):
     credit_expiry_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often billing looks for credit grants to expire."
     )
+
+    # Reconciliation with the provider's usage API (services/billing/reconciliation/).
+    openai_admin_key: SecretStr | None = Field(
+        default=None,
+        description="An admin key of the OpenAI organization; without one, reconciliation is off.",
+    )
+    openai_admin_base_url: str = Field(
+        default=OPENAI_ADMIN_BASE_URL, description="Where the organization usage API is."
+    )
+    openai_project_id: str | None = Field(
+        default=None, description="Only this project's usage is compared (unset: the whole org)."
+    )
+    reconciliation_tolerance_percent: Decimal = Field(
+        default=Decimal("1"),
+        ge=0,
+        le=100,
+        decimal_places=4,
+        description="A figure differing by more than this percent of ours is drift.",
+    )
+    reconciliation_daily: bool = Field(
+        default=True, description="Run once a day on its own (one process does, by a lock)."
+    )
+    reconciliation_poll_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often each process looks whether the day's run is due (and refreshes "
+        "the reconciliation gauges).",
+    )
+    reconciliation_retry_seconds: float = Field(
+        default=3600.0, gt=0, description="After a daily run failed, the wait before the next."
+    )
+    reconciliation_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=300, description="The most one request to the usage API may take."
+    )
+    reconciliation_attempts: int = Field(
+        default=4, ge=1, le=10, description="Attempts per page on 429, 5xx, timeouts."
+    )
+    reconciliation_backoff_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="First wait when the provider names none; doubles."
+    )
+    reconciliation_answer_within_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=60,
+        description="How long POST .../reconciliation/run waits for its run: then 202.",
+    )
+
+    @field_validator("openai_admin_key", "openai_project_id", mode="before")
+    @classmethod
+    def _reconciliation_unset_when_empty(cls, value: object) -> object:
+        # Compose passes an unset variable as "".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("openai_admin_base_url", mode="before")
+    @classmethod
+    def _default_when_empty(cls, value: object) -> object:
+        return OPENAI_ADMIN_BASE_URL if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _billable_price(self) -> Settings:

@@ -30,6 +30,9 @@ from services.billing.ledger.rules import Pricing
 from services.billing.prices.api import router as prices_router
 from services.billing.prices.book import seed_environment_price
 from services.billing.reads.api import ERRORS, router
+from services.billing.reconciliation.api import router as reconciliation_router
+from services.billing.reconciliation.provider import OpenAiUsage
+from services.billing.reconciliation.schedule import Reconciler
 from services.billing.statements.api import router as statements_router
 from services.billing.webhooks.api import router as webhooks_router
 from services.billing.webhooks.deliver import WebhookDeliverer
@@ -52,6 +55,7 @@ class BillingRuntime:
     broker: RabbitBroker
     consumer: Consumer
     repricer: Repricer
+    reconciler: Reconciler
 
     def readiness(self) -> Mapping[str, Check]:
         async def database() -> bool:
@@ -105,6 +109,14 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         batch_size=settings.repricing_batch_size,
         poll_seconds=settings.repricing_poll_seconds,
     )
+    reconciler = Reconciler(
+        pool,
+        usage_reader(settings),
+        tolerance=settings.reconciliation_tolerance_percent,
+        daily=settings.reconciliation_daily,
+        poll_seconds=settings.reconciliation_poll_seconds,
+        retry_seconds=settings.reconciliation_retry_seconds,
+    )
     # Before the first batch: every generation is priced by a version of the book, and
     # the models in common use have their shipped prices (once per database).
     await seed_environment_price(pool, pricing)
@@ -118,8 +130,9 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
     deliverer.start()
     expiry.start()
     repricer.start()
+    reconciler.start()
     try:
-        yield BillingRuntime(pool, broker, consumer, repricer)
+        yield BillingRuntime(pool, broker, consumer, repricer, reconciler)
     finally:
         connecting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -129,9 +142,24 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         await deliverer.stop()
         await expiry.stop()
         await repricer.stop()
+        await reconciler.stop()
         await relay.stop()
         await broker.stop()
         await pool.close()
+
+
+def usage_reader(settings: Settings) -> OpenAiUsage | None:
+    """The provider's usage API, when an admin key is set; None: reconciliation is off."""
+    if settings.openai_admin_key is None:
+        return None
+    return OpenAiUsage(
+        base_url=settings.openai_admin_base_url,
+        admin_key=settings.openai_admin_key,
+        project_id=settings.openai_project_id,
+        timeout_seconds=settings.reconciliation_timeout_seconds,
+        attempts=settings.reconciliation_attempts,
+        backoff_seconds=settings.reconciliation_backoff_seconds,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -150,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             statements_router,
             credits_router,
             costs_router,
+            reconciliation_router,
             console_router,
         ],
         errors=ERRORS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter(
     "billing_events_consumed_total",
@@ -66,6 +66,29 @@ LLM_CALLS = Counter(
 )
 CALLS_REPRICED = Counter(
     "billing_llm_calls_repriced_total", "LLM calls whose provider cost a re-pricing changed."
+)
+
+RECONCILIATION_RUNS = Counter(
+    "billing_reconciliation_runs_total",
+    "Reconciliation runs this process made, by trigger (schedule, request) and status.",
+    ["trigger", "status"],
+)
+RECONCILIATION_ENABLED = Gauge(
+    "billing_reconciliation_enabled", "1 when OPENAI_ADMIN_KEY is set: reconciliation runs."
+)
+RECONCILIATION_DAY_MODELS = Gauge(
+    "billing_reconciliation_day_models",
+    "Day-models of the latest succeeded run, by status (every process reads it from the database).",
+    ["status"],
+)
+RECONCILIATION_MAX_DRIFT = Gauge(
+    "billing_reconciliation_max_drift_percent",
+    "The largest difference, in percent of ours, of a drifted day-model's figure in the "
+    "latest succeeded run (0 when none drifted).",
+)
+RECONCILIATION_LAST_SUCCESS = Gauge(
+    "billing_reconciliation_last_success_timestamp_seconds",
+    "When the latest succeeded run finished (Unix seconds; 0 before the first).",
 )
 
 

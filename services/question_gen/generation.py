@@ -63,7 +63,13 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class MalformedAnswer(ValueError):
-    """The model's answer cannot be used: nothing is billed for it."""
+    """The model's answer cannot be used: nothing is billed for it.
+
+    `charged`: when the answer itself was readable JSON, the model it names and what its
+    usage says the call cost (the provider charges for an answer we cannot use).
+    """
+
+    charged: tuple[str, Tokens] | None = None
 
 
 @dataclass(frozen=True)
@@ -307,20 +313,29 @@ def read_completion(
     data = _json(body, "the LLM's response")
     if not isinstance(data, Mapping):
         raise MalformedAnswer("the LLM's response is not a JSON object")
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise MalformedAnswer("the LLM returned no choices")
-    message = choices[0].get("message")
-    if not isinstance(message, Mapping):
-        raise MalformedAnswer("the LLM returned no message")
-    if message.get("refusal"):
-        raise MalformedAnswer("the LLM refused to answer")
-    content = message.get("content")
-    questions = parse_questions(content, asked)
+    model = _model_name(data.get("model"), requested_model)
+    content: object = None
+    try:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+            raise MalformedAnswer("the LLM returned no choices")
+        message = choices[0].get("message")
+        if not isinstance(message, Mapping):
+            raise MalformedAnswer("the LLM returned no message")
+        if message.get("refusal"):
+            raise MalformedAnswer("the LLM refused to answer")
+        content = message.get("content")
+        questions = parse_questions(content, asked)
+    except MalformedAnswer as exc:
+        # Answered all the same: the provider charges what its usage says.
+        text = content if isinstance(content, str) else ""
+        tokens = call_tokens(data.get("usage"), prompt=prompt, text=text, counter=counter)
+        exc.charged = (model, tokens)
+        raise
     return Answer(
         questions=questions,
         tokens=call_tokens(data.get("usage"), prompt=prompt, text=str(content), counter=counter),
-        model=_model_name(data.get("model"), requested_model),
+        model=model,
     )
 
 

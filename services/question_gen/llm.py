@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +41,7 @@ from services.question_gen.generation import (
 from services.question_gen.metrics import LLM_CREDENTIALS_REFUSED, LLM_RETRIES
 from services.question_gen.streamed_answer import StreamedCompletion, StreamFailed
 from services.question_gen.tokens import Tokenizer
+from services.servicekit.retry_after import server_retry_after
 
 # What the LLM's server may answer and still answer well a moment later.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -155,22 +156,6 @@ def timed_out(exc: BaseException) -> bool:
 
 def is_retryable(status: int) -> bool:
     return status in RETRYABLE_STATUSES or status >= 500
-
-
-def server_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks us to wait (`retry-after-ms`, then `retry-after`), if any.
-
-    An HTTP date in `retry-after` is not read: the backoff applies instead.
-    """
-    for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
-        value = headers.get(name)
-        try:
-            seconds = float(value) / divisor if value is not None else math.nan
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    return None
 
 
 @dataclass(frozen=True)
@@ -348,8 +333,9 @@ class OpenAIWriter:
             answer = read_completion(
                 body, count, requested_model=self.model, prompt=messages, counter=self._counter
             )
-        except MalformedAnswer:
-            _log_call(calls, self.model, CallEnd.FAILED, self._tokens(None, messages, ""))
+        except MalformedAnswer as exc:
+            model, tokens = exc.charged or (self.model, self._tokens(None, messages, ""))
+            _log_call(calls, model, CallEnd.FAILED, tokens)
             raise
         _log_call(calls, answer.model, CallEnd.ANSWERED, answer.tokens)
         return answer

@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from contracts.topology import Topology
 from services.billing.config import Settings as BillingSettings
@@ -92,7 +93,7 @@ async def running(
 
 
 @asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
+async def served(app: ASGIApp) -> AsyncIterator[str]:
     """The app under uvicorn on a loopback port, in this event loop, lifespan included:
     a real HTTP server, for what an in-process transport cannot show (a response that
     streams, a client that disconnects). Its base URL."""

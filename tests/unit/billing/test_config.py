@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.billing.config import Settings
+from services.billing.main import usage_reader
 
 
 @pytest.mark.parametrize(
@@ -33,3 +34,31 @@ def test_a_price_the_api_would_refuse_stops_billing_at_start(
 def test_the_highest_billable_price_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRICE_PER_10_QUESTIONS", "199999.9999")
     assert Settings().price_per_10_questions == Decimal("199999.9999")
+
+
+def test_reconciliation_is_off_without_an_admin_key_and_empty_means_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert usage_reader(Settings()) is None
+    # Compose passes unset variables through as empty.
+    for name in ("OPENAI_ADMIN_KEY", "OPENAI_ADMIN_BASE_URL", "OPENAI_PROJECT_ID"):
+        monkeypatch.setenv(name, "")
+    settings = Settings()
+    assert settings.openai_admin_key is None
+    assert settings.openai_project_id is None
+    assert settings.openai_admin_base_url == "https://api.openai.com/v1"
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-abc")
+    monkeypatch.setenv("RECONCILIATION_TOLERANCE_PERCENT", "2.5")
+    settings = Settings()
+    assert usage_reader(settings) is not None
+    assert settings.reconciliation_tolerance_percent == Decimal("2.5")
+    assert "sk-admin-abc" not in repr(settings)
+
+
+@pytest.mark.parametrize("tolerance", ["-1", "100.5", "0.00001"])
+def test_a_tolerance_out_of_range_stops_billing_at_start(
+    monkeypatch: pytest.MonkeyPatch, tolerance: str
+) -> None:
+    monkeypatch.setenv("RECONCILIATION_TOLERANCE_PERCENT", tolerance)
+    with pytest.raises(ValidationError, match="reconciliation_tolerance_percent"):
+        Settings()

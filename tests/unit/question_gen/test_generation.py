@@ -16,6 +16,7 @@ from services.question_gen.generation import (
     MAX_QUESTION_LENGTH,
     SYSTEM_PROMPT,
     MalformedAnswer,
+    Tokens,
     defang,
     estimate_tokens,
     parse_questions,
@@ -245,3 +246,20 @@ def test_a_refusal_is_malformed_even_with_content() -> None:
     data["choices"][0]["message"]["refusal"] = "I won't."
     with pytest.raises(MalformedAnswer, match="refused"):
         read(json.dumps(data).encode())
+
+
+def test_an_answer_we_cannot_use_still_says_what_the_provider_charges_for_it() -> None:
+    with pytest.raises(MalformedAnswer) as raised:
+        read(response_body("Sure! Here are your questions: 1. Why?"))
+    model, tokens = raised.value.charged or ("", None)
+    assert model == "gpt-4o-2024-08-06"
+    assert tokens == Tokens(prompt=40, completion=60, source="provider")
+    # Its usage left out: counted, as for any answer.
+    with pytest.raises(MalformedAnswer) as raised:
+        read(response_body("Not questions", usage=None))
+    assert raised.value.charged is not None
+    assert raised.value.charged[1].completion == estimate_tokens("Not questions")
+    # Not JSON at all: nothing to read a charge from.
+    with pytest.raises(MalformedAnswer) as raised:
+        read(b"<html>Bad gateway</html>")
+    assert raised.value.charged is None

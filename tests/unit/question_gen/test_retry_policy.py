@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.question_gen.llm import RetryPolicy, is_retryable, server_retry_after
+from services.question_gen.llm import RetryPolicy, is_retryable
+from services.servicekit.retry_after import server_retry_after
 
 
 @pytest.mark.parametrize(
