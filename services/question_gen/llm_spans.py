@@ -62,8 +62,15 @@ class LlmSpans:
             try:
                 yield span
             except BaseException as exc:
-                span.set_attribute("error.type", type(exc).__qualname__)
+                span.set_attribute("error.type", error_type(exc))
                 raise
+
+
+def error_type(exc: BaseException) -> str:
+    """What went wrong, in few words: a retryable failure's reason (the HTTP status, or
+    `connection`, `stream`), else the error's class."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and reason else type(exc).__qualname__
 
 
 def record_response(span: Span, model: str, tokens: Tokens) -> None:

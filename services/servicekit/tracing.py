@@ -51,9 +51,9 @@ class Tracing:
         self._own = own
 
     @classmethod
-    def from_environment(cls, service: str, environ: Mapping[str, str] | None = None) -> Tracing:
-        """The service's tracing as the `OTEL_*` variables of `environ` ask."""
-        environ = os.environ if environ is None else environ
+    def from_environment(cls, service: str) -> Tracing:
+        """The service's tracing as the `OTEL_*` variables ask (the SDK reads them too)."""
+        environ = os.environ
         endpoint = next((environ[name] for name in ENDPOINT_VARIABLES if environ.get(name)), None)
         disabled = (
             environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
