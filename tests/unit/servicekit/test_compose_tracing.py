@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML, which uvicorn[standard] installs
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICES = ("question_gen", "jobs", "billing")
