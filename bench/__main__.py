@@ -40,6 +40,7 @@ from bench import (
     ledger_reads,
     reconciliation,
     scale_out,
+    tracing_overhead,
 )
 from bench.harness import Profile, Result
 
@@ -58,6 +59,7 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "rollup_write_cost": ledger_reads.run_write_cost,
     "close_period": close_period.run,
     "credits_overhead": credits_overhead.run,
+    "tracing_overhead": tracing_overhead.run,
 }
 
 

@@ -51,8 +51,16 @@ class Drain:
         return self.rows == self.events == self.distinct_rows
 
 
-async def preload(topology: Topology, events: int, *, duplicates: int = 0, seed: int = 1) -> float:
-    """Publish the events into the topology's billing queue; returns the publish rate."""
+async def preload(
+    topology: Topology,
+    events: int,
+    *,
+    duplicates: int = 0,
+    seed: int = 1,
+    traceparent: bool = False,
+) -> float:
+    """Publish the events into the topology's billing queue; returns the publish rate.
+    With `traceparent`, each message carries a W3C context, as the outbox relay sends it."""
     process = harness.python_module(
         "publisher",
         "bench.publisher",
@@ -66,6 +74,7 @@ async def preload(topology: Topology, events: int, *, duplicates: int = 0, seed:
         str(duplicates),
         "--seed",
         str(seed),
+        *(["--traceparent"] if traceparent else []),
     )
     result = await process.json(timeout=300)
     return float(result["published"]) / float(result["seconds"])
