@@ -7,7 +7,8 @@
   server span, the LLM call's span and two publish spans, all exported.
 - Billing: the same preloaded `QuestionsGenerated` (each message with a W3C
   `traceparent`, as the relay sends them) drained by billing; the figure is events
-  per second. Traced, every message makes a span and every batch one with its links.
+  per second (and, for the record, billing's CPU per event). Traced, every batch
+  makes a span linking each of its messages.
 
 Each round runs, alternating their order: tracing on, tracing off, and (when git can
 export it) the code from before tracing existed, off by construction: "off costs
@@ -32,7 +33,13 @@ import asyncpg
 
 from bench import harness
 from bench.billing_throughput import CONSUMING, preload, wait_for_acks, wait_for_rows
-from bench.generation_at_llm_latency import Load, start_fake_llm, wait_listening, wrk
+from bench.generation_at_llm_latency import (
+    Load,
+    cpu_seconds,
+    start_fake_llm,
+    wait_listening,
+    wrk,
+)
 from bench.generation_endpoint import DESCRIPTION, PATH
 from bench.harness import Profile, Result, median
 from contracts.topology import Topology
@@ -161,14 +168,18 @@ async def generation_cpu(variant: Variant, llm_url: str, profile: Profile) -> Lo
             await process.stop()
 
 
-async def billing_rate(variant: Variant, events: int, seed: int) -> float:
-    """Events per second from a preloaded queue to committed rows (`billing_throughput`)."""
+async def billing_rate(variant: Variant, events: int, seed: int) -> tuple[float, float]:
+    """Events per second from a preloaded queue to committed rows (`billing_throughput`),
+    and billing's CPU per event meanwhile (microseconds): steadier than a rate on a
+    shared machine."""
     async with harness.temp_database("billing") as dsn, harness.temp_topology() as topology:
         await preload(topology, events, seed=seed, traceparent=True)
         process, url = start("billing", dsn, topology, variant)
         try:
             started = await process.logged_at(CONSUMING, timeout=60)
+            cpu_before = cpu_seconds(process.pid)
             finished = await wait_for_rows(dsn, events)
+            cpu_used = cpu_seconds(process.pid) - cpu_before
             await wait_for_acks([url], events)
         finally:
             await process.stop()
@@ -181,12 +192,13 @@ async def billing_rate(variant: Variant, events: int, seed: int) -> float:
             await conn.close()
     if rows != events:
         raise RuntimeError(f"billing ({variant.name}) recorded {rows} of {events} events")
-    return events / (finished - started)
+    return events / (finished - started), cpu_used * 1e6 / events
 
 
 async def run(profile: Profile) -> Result:
     cpu: dict[str, list[float]] = {}
     rates: dict[str, list[float]] = {}
+    billing_cpu: dict[str, list[float]] = {}
     with running_receiver() as receiver, code_before_tracing() as before:
         variants = [traced(receiver), Variant("off", OFF)]
         if before is not None:
@@ -200,16 +212,21 @@ async def run(profile: Profile) -> Result:
                     load = await generation_cpu(variant, llm_url, profile)
                     cpu.setdefault(variant.name, []).append(load.cpu_ms)
                 for variant in order:
-                    rate = await billing_rate(variant, profile.events, seed=round_ + 1)
+                    rate, used = await billing_rate(variant, profile.events, seed=round_ + 1)
                     rates.setdefault(variant.name, []).append(rate)
+                    billing_cpu.setdefault(variant.name, []).append(used)
         finally:
             await llm.stop()
         exported = len(receiver.spans)
-    return _result(cpu, rates, exported, profile)
+    return _result(cpu, rates, billing_cpu, exported, profile)
 
 
 def _result(
-    cpu: dict[str, list[float]], rates: dict[str, list[float]], exported: int, profile: Profile
+    cpu: dict[str, list[float]],
+    rates: dict[str, list[float]],
+    billing_cpu: dict[str, list[float]],
+    exported: int,
+    profile: Profile,
 ) -> Result:
     cpu_on, cpu_off = median(cpu["on"]), median(cpu["off"])
     rate_on, rate_off = median(rates["on"]), median(rates["off"])
@@ -226,7 +243,13 @@ def _result(
         "billing_events_per_second": {
             name: [round(v, 1) for v in values] for name, values in rates.items()
         },
+        "billing_cpu_us_per_event": {
+            name: [round(v, 1) for v in values] for name, values in billing_cpu.items()
+        },
         "cpu_ratio_on_off": round(cpu_ratio, 3),
+        "billing_cpu_ratio_on_off": round(
+            median(billing_cpu["on"]) / median(billing_cpu["off"]), 3
+        ),
         "billing_ratio_on_off": round(rate_ratio, 3),
         "spans_exported": exported,
         "events": profile.events,

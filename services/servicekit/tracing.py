@@ -136,6 +136,13 @@ def context_from_headers(headers: Mapping[str, Any] | None) -> Context | None:
     return context_from(_text(headers.get(TRACEPARENT)), _text(headers.get(TRACESTATE)))
 
 
+def trace_id_in(headers: Mapping[str, Any] | None) -> str | None:
+    """The trace id of a message's `traceparent` header, for its log lines; None without one."""
+    traceparent = _text((headers or {}).get(TRACEPARENT))
+    parts = traceparent.split("-") if traceparent else []
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
 def inject_into(headers: MutableMapping[str, Any]) -> None:
     """Put the current span's context into message headers."""
     W3C.inject(headers)

@@ -85,32 +85,22 @@ async def test_a_generation_then_its_job_are_traced_across_the_services(
         )
 
         def complete(spans: list[ReceivedSpan]) -> bool:
-            generation_trace = [span for span in spans if span.trace_id == CLIENT_TRACE]
-            processed = [
-                span
-                for span in generation_trace
-                if span.service == "billing" and span.name.startswith("process ")
-            ]
-            jobs = [
-                span
-                for span in spans
-                if span.service == "billing"
-                and span.attributes.get("messaging.rabbitmq.destination.routing_key")
-                == JobCreated.routing_key
-            ]
-            batches = [span for span in spans if span.name == "record batch"]
-            linked = {link for span in batches for link in span.links}
-            # Every message of the generation (the generation and its LLM call) and the job.
+            """Every event published (the generation, its LLM call, the job) is linked from
+            a batch billing committed."""
+            published = {
+                (s.trace_id, s.span_id)
+                for s in spans
+                if s.kind == "producer" and s.service in ("question_gen", "jobs")
+            }
+            linked = {link for s in spans if s.service == "billing" for link in s.links}
             return (
-                len(processed) >= 2
-                and bool(jobs)
-                and {(span.trace_id, span.span_id) for span in [*processed, *jobs]} <= linked
+                len([s for s in spans if s.service in ("question_gen", "jobs")]) >= 6
+                and published <= linked
             )
 
         spans = await receiver.wait_for(complete)
 
     trace = [span for span in spans if span.trace_id == CLIENT_TRACE]
-    spans_by_id = by_id(trace)
     request = one(trace, "question_gen", f"POST {GENERATE}")
     assert request.kind == "server"
     assert request.parent_span_id == "00f067aa0ba902b7"  # the client's span, continued
@@ -129,42 +119,37 @@ async def test_a_generation_then_its_job_are_traced_across_the_services(
     assert llm_call.attributes["gen_ai.usage.input_tokens"] == 321
     assert llm_call.attributes["gen_ai.usage.output_tokens"] == 123
 
-    # The generation's event: written with the request's context, published by the relay
-    # under it, recorded by billing under the publish.
+    # The generation's events (itself and its LLM call): written with the request's context,
+    # published by the relay as children of the request, each linked from the batch billing
+    # committed it in (and that batch the child of its publish when it held only that one).
     publishes = [s for s in trace if s.service == "question_gen" and s.kind == "producer"]
-    generation_publish = next(
-        s for s in publishes if s.attributes["messaging.message.id"] == generation_id
-    )
-    assert generation_publish.parent_span_id == request.span_id
-    assert generation_publish.attributes["messaging.system"] == "rabbitmq"
-    recorded = [s for s in trace if s.service == "billing" and s.kind == "consumer"]
-    generation_recorded = next(
-        s for s in recorded if s.attributes["messaging.message.id"] == generation_id
-    )
-    assert generation_recorded.parent_span_id == generation_publish.span_id
-    assert {spans_by_id[s.parent_span_id or ""].parent_span_id for s in recorded} == {
-        request.span_id
+    assert {s.attributes["messaging.rabbitmq.destination.routing_key"] for s in publishes} == {
+        "questions.generated.v1",
+        "questions.llm_call.v1",
     }
+    assert generation_id in {s.attributes["messaging.message.id"] for s in publishes}
+    assert {s.parent_span_id for s in publishes} == {request.span_id}
+    assert all(s.attributes["messaging.system"] == "rabbitmq" for s in publishes)
+    batches = [s for s in spans if s.service == "billing" and s.kind == "consumer"]
+    for publish in publishes:
+        (batch,) = [s for s in batches if (publish.trace_id, publish.span_id) in s.links]
+        assert batch.name.startswith("process ")
+        if len(batch.links) == 1:
+            assert batch.parent_span_id == publish.span_id
+            assert batch.trace_id == CLIENT_TRACE
+        else:
+            assert batch.parent_span_id is None  # a trace of its own, linking each
+        assert batch.attributes["messaging.batch.message_count"] == len(batch.links)
 
-    # The job: a trace of its own, from the jobs service's request to billing's reconciling.
-    job_recorded = next(
-        s
-        for s in spans
-        if s.service == "billing"
-        and s.attributes.get("messaging.rabbitmq.destination.routing_key") == JobCreated.routing_key
+    # The job: a trace of its own, from the jobs service's request to billing's batch.
+    (job_publish,) = [s for s in spans if s.service == "jobs" and s.kind == "producer"]
+    assert job_publish.attributes["messaging.rabbitmq.destination.routing_key"] == (
+        JobCreated.routing_key
     )
-    job_trace = by_id([s for s in spans if s.trace_id == job_recorded.trace_id])
-    job_publish = job_trace[job_recorded.parent_span_id or ""]
-    assert (job_publish.service, job_publish.kind) == ("jobs", "producer")
-    job_request = job_trace[job_publish.parent_span_id or ""]
+    job_request = by_id(spans)[job_publish.parent_span_id or ""]
     assert (job_request.service, job_request.name) == ("jobs", "POST /api/jobs")
-
-    # Each batch is a root of its own, linking the messages it recorded.
-    batches = [s for s in spans if s.name == "record batch"]
-    assert all(s.service == "billing" and s.parent_span_id is None for s in batches)
-    assert (generation_recorded.trace_id, generation_recorded.span_id) in {
-        link for s in batches for link in s.links
-    }
+    assert job_request.trace_id != CLIENT_TRACE
+    assert any((job_publish.trace_id, job_publish.span_id) in s.links for s in batches)
     # Probes are not traced.
     assert not [s for s in spans if "readyz" in s.name or "metrics" in s.name]
     print_trace(trace)
@@ -185,3 +170,6 @@ def print_trace(trace: list[ReceivedSpan]) -> None:
 
     print(f"trace {trace[0].trace_id}")
     show(None, 1)
+    for span in trace:
+        for trace_id, span_id in span.links:
+            print(f"  link: {span.service} {span.name} {span.span_id} -> {trace_id} {span_id}")

@@ -65,7 +65,7 @@ from services.billing.ledger.messages import (
 from services.billing.ledger.record import DraftsReconciled, RecordBatch, Recorded
 from services.billing.ledger.rules import Entry
 from services.billing.ledger.spans import LedgerSpans
-from services.servicekit.tracing import Tracing
+from services.servicekit.tracing import Tracing, trace_id_in
 
 log = structlog.get_logger(__name__)
 
@@ -136,7 +136,7 @@ class Consumer:
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
         # Batches: entries waiting for the next commit, each with its message's future.
-        # With the span of its message, for the batch's span to link to.
+        # With the span that published its message, for the batch's span to link to.
         self._pending: list[tuple[Entry, asyncio.Future[Recorded], SpanContext | None]] = []
         self._ready = asyncio.Event()
         self._committing: asyncio.Task[None] | None = None
@@ -195,28 +195,28 @@ class Consumer:
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         """Record the message, or dead-letter it, or send it round again; then settle it."""
         routing_key = original_routing_key(message)
-        with self._spans.message(routing_key, message):
-            try:
-                entry = parse(routing_key, message.body)
-                recorded = await self._recorded(entry)
-            except PoisonMessage as exc:
-                await self._dead_letter(message, "poison", str(exc))
-                self._settled(message)
-                return
-            except Exception as exc:
-                await self._failed(message, routing_key, exc)
-                self._settled(message)
-                return
+        try:
+            entry = parse(routing_key, message.body)
+            recorded = await self._recorded(entry, self._spans.context_of(message))
+        except PoisonMessage as exc:
+            await self._dead_letter(message, "poison", str(exc))
             self._settled(message)
-            metrics.consumed(routing_key).inc()
-            self._report(message, entry, recorded)
+            return
+        except Exception as exc:
+            await self._failed(message, routing_key, exc)
+            self._settled(message)
+            return
+        self._settled(message)
+        metrics.consumed(routing_key).inc()
+        self._report(message, entry, recorded)
 
     # -- batch: group commit -----------------------------------------------------------------
 
-    async def _recorded(self, entry: Entry) -> Recorded:
-        """What recording the entry did, once the batch holding it has committed."""
+    async def _recorded(self, entry: Entry, context: SpanContext | None) -> Recorded:
+        """What recording the entry did, once the batch holding it has committed; `context`,
+        the span that published it, for the batch's span to link to."""
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, future, self._spans.current()))
+        self._pending.append((entry, future, context))
         self._ready.set()
         return await future
 
@@ -392,12 +392,15 @@ class Consumer:
     # -- report ----------------------------------------------------------------------------
 
     def _log(self, message: AbstractIncomingMessage) -> structlog.typing.FilteringBoundLogger:
-        """This message's logger: its correlation id came with it from the HTTP request."""
-        return self._logger.bind(
+        """This message's logger: its correlation id (and trace id) came with it from the
+        HTTP request."""
+        logger = self._logger.bind(
             correlation_id=message.correlation_id,
             message_id=message.message_id,
             redelivered=message.redelivered,
         )
+        trace_id = trace_id_in(message.headers)
+        return logger.bind(trace_id=trace_id) if trace_id else logger
 
     def _report(self, message: AbstractIncomingMessage, event: Entry, recorded: Recorded) -> None:
         if isinstance(recorded, CallRecorded):
