@@ -44,18 +44,21 @@ def response_attributes(model: str, tokens: Tokens) -> dict[str, AttributeValue]
 
 
 class LlmSpans:
-    """Spans of one writer's calls, on its service's tracer."""
+    """Spans of one writer's calls, on its service's tracer; none at all without one."""
 
     def __init__(
         self, tracer: trace.Tracer | None, model: str, host: str, port: int | None
     ) -> None:
-        self._tracer = tracer or trace.get_tracer(__name__)
+        self._tracer = tracer
         self._name = f"{OPERATION} {model}"
         self._attributes = request_attributes(model, host, port)
 
     @contextmanager
     def call(self) -> Iterator[Span]:
         """The span of one request, current while it runs; its error's type when it fails."""
+        if self._tracer is None:
+            yield trace.INVALID_SPAN
+            return
         with self._tracer.start_as_current_span(
             self._name, kind=SpanKind.CLIENT, attributes=self._attributes
         ) as span:

@@ -33,7 +33,7 @@ def make_writer(settings: Settings, tracing: Tracing | None = None) -> QuestionW
         timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
         retry_delay=settings.llm_retry_delay_seconds,
-        tracer=(tracing or Tracing()).tracer(__name__),
+        tracer=tracing.tracer(__name__) if tracing is not None and tracing.enabled else None,
     )
 
 
