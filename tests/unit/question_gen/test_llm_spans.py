@@ -139,4 +139,3 @@ async def test_a_call_that_fails_for_good_ends_its_span_in_error(
     span = only(exporter)
     assert span.status.status_code is StatusCode.ERROR
     assert span.end_time is not None
-
