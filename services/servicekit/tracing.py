@@ -30,7 +30,6 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.trace import Link, SpanContext
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -146,10 +145,6 @@ def trace_id_in(headers: Mapping[str, Any] | None) -> str | None:
 def inject_into(headers: MutableMapping[str, Any]) -> None:
     """Put the current span's context into message headers."""
     W3C.inject(headers)
-
-
-def link_to(context: SpanContext) -> Link | None:
-    return Link(context) if context.is_valid else None
 
 
 def _text(value: object) -> str | None:

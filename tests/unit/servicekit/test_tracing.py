@@ -17,6 +17,7 @@ from services.servicekit.tracing import (
     context_from,
     context_from_headers,
     current_context,
+    trace_id_in,
 )
 
 EXPORTER_THREAD = "OtelBatchSpanRecordProcessor"
@@ -166,3 +167,12 @@ def test_log_lines_carry_the_spans_ids() -> None:
     ids = span.get_span_context()
     assert line["trace_id"] == f"{ids.trace_id:032x}"
     assert line["span_id"] == f"{ids.span_id:016x}"
+
+
+def test_a_messages_log_lines_name_its_trace() -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert trace_id_in({"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}) == trace_id
+    assert trace_id_in({"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01".encode()}) == trace_id
+    assert trace_id_in({"traceparent": "garbage"}) is None
+    assert trace_id_in({}) is None
+    assert trace_id_in(None) is None
