@@ -10,9 +10,10 @@
   per second (and, for the record, billing's CPU per event). Traced, every batch
   makes a span linking each of its messages.
 
-Each round runs, alternating their order: tracing on, tracing off, and (when git can
-export it) the code from before tracing existed, off by construction: "off costs
-nothing" is checked against it. The median of the rounds is reported.
+Each round runs, alternating their order: tracing on, tracing off, on with one trace
+in ten sampled (for the record), and (when git can export it) the code from before
+tracing existed, off by construction: "off costs nothing" is checked against it.
+The median of the rounds is reported.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ BAR_THROUGHPUT = 0.9  # traced billing events/s, against untraced
 # Off against the code from before tracing: the same within this much (a shared machine).
 NOISE = 1.10
 LLM_LATENCY = 0.3
+SAMPLED = 0.1
 CONNECTIONS = 100
 # Where the migration that stores the trace context came in: its parent is "before".
 TRACING_MIGRATION = "services/servicekit/migrations/outbox/0002_trace_context.sql"
@@ -66,6 +68,18 @@ class Variant:
 
 def traced(receiver: Receiver) -> Variant:
     return Variant("on", {**OFF, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+
+
+def sampled(receiver: Receiver) -> Variant:
+    """On, keeping one trace in ten (as a busy deployment would): for the record, no bar."""
+    return Variant(
+        "sampled_10pct",
+        {
+            **traced(receiver).env,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": str(SAMPLED),
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -200,7 +214,7 @@ async def run(profile: Profile) -> Result:
     rates: dict[str, list[float]] = {}
     billing_cpu: dict[str, list[float]] = {}
     with running_receiver() as receiver, code_before_tracing() as before:
-        variants = [traced(receiver), Variant("off", OFF)]
+        variants = [traced(receiver), Variant("off", OFF), sampled(receiver)]
         if before is not None:
             variants.append(Variant("before", OFF, before))
         llm, llm_url = start_fake_llm(LLM_LATENCY)
@@ -256,6 +270,9 @@ def _result(
         "rounds": profile.rounds,
         "seconds": profile.http_seconds,
     }
+    if "sampled_10pct" in cpu:
+        details["cpu_ratio_sampled_off"] = round(median(cpu["sampled_10pct"]) / cpu_off, 3)
+        details["billing_ratio_sampled_off"] = round(median(rates["sampled_10pct"]) / rate_off, 3)
     if "before" in cpu:
         cpu_before, rate_before = median(cpu["before"]), median(rates["before"])
         details["cpu_ratio_off_before"] = round(cpu_off / cpu_before, 3)
