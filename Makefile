@@ -11,7 +11,7 @@ COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 COMPOSE_UP := $(if $(filter docker-compose,$(COMPOSE)),up --build --detach,up --build --detach --wait)
 
 .PHONY: install system-packages browser-packages dev migrate test lint unit integration e2e chaos browser bench docs token demo \
-        replay-dlq rebuild-rollups close-period reconcile up down compose-check clean
+        replay-dlq rebuild-rollups close-period reconcile up up-tracing down compose-check clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +111,10 @@ reconcile: $(STAMP)
 
 up:
 	$(COMPOSE) $(COMPOSE_UP)
+
+# The stack with Jaeger, every service exporting its traces to it (UI: localhost:16686).
+up-tracing:
+	OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318 $(COMPOSE) --profile tracing $(COMPOSE_UP)
 
 down:
 	$(COMPOSE) down

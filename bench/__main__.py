@@ -44,6 +44,7 @@ from bench import (
     provider_reconciliation,
     reconciliation,
     scale_out,
+    tracing_overhead,
 )
 from bench.harness import Profile, Result
 
@@ -66,6 +67,7 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "margin_reads": margin_reads.run,
     "console_load": console_load.run,
     "provider_reconciliation": provider_reconciliation.run,
+    "tracing_overhead": tracing_overhead.run,
 }
 
 

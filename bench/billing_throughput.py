@@ -52,10 +52,17 @@ class Drain:
 
 
 async def preload(
-    topology: Topology, events: int, *, duplicates: int = 0, seed: int = 1, calls: bool = False
+    topology: Topology,
+    events: int,
+    *,
+    duplicates: int = 0,
+    seed: int = 1,
+    calls: bool = False,
+    traceparent: bool = False,
 ) -> float:
     """Publish the events (with `calls`, each with its billed call) into the topology's
-    billing queue; returns the publish rate."""
+    billing queue; returns the publish rate. With `traceparent`, each message carries a
+    W3C context, as the outbox relay sends it."""
     process = harness.python_module(
         "publisher",
         "bench.publisher",
@@ -70,6 +77,7 @@ async def preload(
         "--seed",
         str(seed),
         *(["--calls"] if calls else []),
+        *(["--traceparent"] if traceparent else []),
     )
     result = await process.json(timeout=300)
     return float(result["published"]) / float(result["seconds"])

@@ -62,8 +62,19 @@ def with_calls(events: list[QuestionsGenerated]) -> list[Event]:
     return [message for event in events for message in (event, call_of(event))]
 
 
+def traceparent(rng: random.Random) -> str:
+    """A W3C context as the relay sends it: a sampled span of a trace of its own."""
+    return f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64) or 1:016x}-01"
+
+
 async def publish(
-    url: str, topology: Topology, events: list[Event], duplicates: int, seed: int
+    url: str,
+    topology: Topology,
+    events: list[Event],
+    duplicates: int,
+    seed: int,
+    *,
+    traced: bool = False,
 ) -> float:
     rng = random.Random(seed + 1)
     messages = [(event.to_json(), str(event.event_id), event.routing_key) for event in events]
@@ -84,6 +95,7 @@ async def publish(
                             message_id=message_id,
                             type=routing_key,
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            headers={"traceparent": traceparent(rng)} if traced else None,
                         ),
                         routing_key=routing_key,
                         mandatory=True,
@@ -104,11 +116,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--ids", type=Path, help="write the event ids here")
     parser.add_argument("--calls", action="store_true", help="each generation's call beside it")
+    parser.add_argument(
+        "--traceparent", action="store_true", help="each message in a trace, as the relay sends"
+    )
     args = parser.parse_args(argv)
     events = make_events(args.count, args.companies, args.seed)
     messages: list[Event] = with_calls(events) if args.calls else list(events)
     seconds = uvloop.run(
-        publish(args.url, Topology(args.prefix), messages, args.duplicates, args.seed)
+        publish(
+            args.url,
+            Topology(args.prefix),
+            messages,
+            args.duplicates,
+            args.seed,
+            traced=args.traceparent,
+        )
     )
     if args.ids is not None:
         args.ids.write_text("\n".join(str(event.event_id) for event in events))

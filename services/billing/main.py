@@ -43,6 +43,7 @@ from services.servicekit.broker import connect_with_retry, make_broker
 from services.servicekit.health import Check
 from services.servicekit.http import service_app
 from services.servicekit.runtime import open_pool, outbox_relay
+from services.servicekit.tracing import Tracing
 
 SERVICE = "billing"
 
@@ -71,7 +72,9 @@ class BillingRuntime:
 
 
 @asynccontextmanager
-async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
+async def billing_runtime(
+    settings: Settings, tracing: Tracing | None = None
+) -> AsyncIterator[BillingRuntime]:
     """Open the pool, connect and consume in the background; stop consuming gracefully."""
     topology = Topology(settings.rabbitmq_topology_prefix)
     pool = await open_pool(settings)
@@ -89,9 +92,10 @@ async def billing_runtime(settings: Settings) -> AsyncIterator[BillingRuntime]:
         functools.partial(record_batch, pool, default=pricing),
         batch_max_size=settings.batch_max_size,
         max_failed_attempts=settings.max_failed_attempts,
+        tracing=tracing,
     )
     # Billing's own events (prices, budgets, spend) leave through its outbox.
-    relay = outbox_relay(pool, broker, topology, settings)
+    relay = outbox_relay(pool, broker, topology, settings, tracing=tracing)
     deliverer = WebhookDeliverer(
         pool,
         allowed_hosts=parse_allowed_hosts(settings.webhook_allowed_hosts),
@@ -164,12 +168,13 @@ def usage_reader(settings: Settings) -> OpenAiUsage | None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    tracing = Tracing.from_environment(SERVICE)
     return service_app(
         service=SERVICE,
         title="Billing service",
         description="Usage billed exactly once per generation; drafts reconciled onto jobs.",
         settings=settings,
-        runtime=lambda: billing_runtime(settings),
+        runtime=lambda: billing_runtime(settings, tracing),
         routers=[
             router,
             prices_router,
@@ -182,4 +187,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             console_router,
         ],
         errors=ERRORS,
+        tracing=tracing,
     )

@@ -23,6 +23,7 @@ import httpx2
 import openai
 import structlog
 from openai import AsyncOpenAI, DefaultAioHttpClient
+from opentelemetry.trace import Span, Tracer
 
 from services.question_gen.generation import (
     RESPONSE_FORMAT,
@@ -38,6 +39,7 @@ from services.question_gen.generation import (
     prompt_messages,
     read_completion,
 )
+from services.question_gen.llm_spans import LlmSpans, record_response
 from services.question_gen.metrics import LLM_CREDENTIALS_REFUSED, LLM_RETRIES
 from services.question_gen.streamed_answer import StreamedCompletion, StreamFailed
 from services.question_gen.tokens import Tokenizer
@@ -111,9 +113,11 @@ class _Retryable(Exception):
 NO_TOKENS = Tokens(prompt=0, completion=0)
 
 
-def _log_call(calls: CallLog | None, model: str, end: CallEnd, tokens: Tokens) -> None:
+def _log_call(calls: CallLog | None, model: str, end: CallEnd, tokens: Tokens, span: Span) -> None:
+    """The call in the generation's log, and its model and tokens on its span."""
     if calls is not None:
         calls.append(LlmCall(model=model, end=end, tokens=tokens))
+    record_response(span, model, tokens)
 
 
 async def _deliver_new(found: QuestionSet, text: str, deliver: Deliver) -> None:
@@ -184,10 +188,17 @@ class OpenAIWriter:
     """
 
     def __init__(
-        self, client: AsyncOpenAI, model: str, *, timeout: float, retries: RetryPolicy
+        self,
+        client: AsyncOpenAI,
+        model: str,
+        *,
+        timeout: float,
+        retries: RetryPolicy,
+        tracer: Tracer | None = None,
     ) -> None:
         self._client = client
         self.model = model
+        self._spans = LlmSpans(tracer, model, client.base_url.host, client.base_url.port)
         self._body = RequestBody(model)
         self._stream_body = RequestBody(model, stream=True)
         self._timeout = timeout
@@ -209,6 +220,7 @@ class OpenAIWriter:
         timeout: float,
         max_retries: int,
         retry_delay: float = 0.5,
+        tracer: Tracer | None = None,
     ) -> OpenAIWriter:
         # aiohttp's pool hands out an idle connection in constant time, where httpx's
         # checks every pooled connection's socket on every request: with hundreds of
@@ -229,7 +241,7 @@ class OpenAIWriter:
             http_client=http_client,
         )
         policy = RetryPolicy(max_retries=max_retries, initial_delay=retry_delay)
-        return cls(client, model, timeout=timeout, retries=policy)
+        return cls(client, model, timeout=timeout, retries=policy, tracer=tracer)
 
     async def write(self, description: str, count: int, calls: CallLog | None = None) -> Answer:
         messages = prompt_messages(description, count)
@@ -315,30 +327,33 @@ class OpenAIWriter:
         self, messages: list[dict[str, str]], count: int, deadline: float, calls: CallLog | None
     ) -> Answer:
         """One request for the whole answer; each call that reached the provider is logged."""
-        try:
-            body = await self._attempt(messages, deadline)
-        except (TimeoutError, openai.APITimeoutError) as exc:
-            if timed_out(exc):
-                _log_call(calls, self.model, CallEnd.TIMEOUT, self._tokens(None, messages, ""))
-            raise
-        except openai.APIStatusError as exc:
-            _log_call(calls, self.model, CallEnd.FAILED, NO_TOKENS)
-            raise self._failure(exc) from exc
-        except openai.APIConnectionError as exc:  # never reached the provider: no call
-            raise self._failure(exc) from exc
-        except asyncio.CancelledError:
-            _log_call(calls, self.model, CallEnd.CANCELLED, self._tokens(None, messages, ""))
-            raise
-        try:
-            answer = read_completion(
-                body, count, requested_model=self.model, prompt=messages, counter=self._counter
-            )
-        except MalformedAnswer as exc:
-            model, tokens = exc.charged or (self.model, self._tokens(None, messages, ""))
-            _log_call(calls, model, CallEnd.FAILED, tokens)
-            raise
-        _log_call(calls, answer.model, CallEnd.ANSWERED, answer.tokens)
-        return answer
+        with self._spans.call() as span:
+            try:
+                body = await self._attempt(messages, deadline)
+            except (TimeoutError, openai.APITimeoutError) as exc:
+                if timed_out(exc):
+                    tokens = self._tokens(None, messages, "")
+                    _log_call(calls, self.model, CallEnd.TIMEOUT, tokens, span)
+                raise
+            except openai.APIStatusError as exc:
+                _log_call(calls, self.model, CallEnd.FAILED, NO_TOKENS, span)
+                raise self._failure(exc) from exc
+            except openai.APIConnectionError as exc:  # never reached the provider: no call
+                raise self._failure(exc) from exc
+            except asyncio.CancelledError:
+                tokens = self._tokens(None, messages, "")
+                _log_call(calls, self.model, CallEnd.CANCELLED, tokens, span)
+                raise
+            try:
+                answer = read_completion(
+                    body, count, requested_model=self.model, prompt=messages, counter=self._counter
+                )
+            except MalformedAnswer as exc:
+                model, tokens = exc.charged or (self.model, self._tokens(None, messages, ""))
+                _log_call(calls, model, CallEnd.FAILED, tokens, span)
+                raise
+            _log_call(calls, answer.model, CallEnd.ANSWERED, answer.tokens, span)
+            return answer
 
     async def _stream(
         self,
@@ -350,6 +365,18 @@ class OpenAIWriter:
     ) -> Answer:
         """One streamed request; each call that reached the provider is logged, however
         it ended, with the provider's usage when it came, else the tokens counted."""
+        with self._spans.call() as span:
+            return await self._streamed(messages, found, deliver, deadline, calls, span)
+
+    async def _streamed(
+        self,
+        messages: list[dict[str, str]],
+        found: QuestionSet,
+        deliver: Deliver,
+        deadline: float,
+        calls: CallLog | None,
+        span: Span,
+    ) -> Answer:
         reading = StreamedCompletion()
         end: CallEnd | None = CallEnd.CANCELLED
         try:
@@ -393,7 +420,7 @@ class OpenAIWriter:
         finally:
             if end is not None:
                 tokens = self._tokens(reading.usage, messages, reading.text)
-                _log_call(calls, model_name(reading.model, self.model), end, tokens)
+                _log_call(calls, model_name(reading.model, self.model), end, tokens, span)
         if not found.questions:
             raise MalformedAnswer("the model's answer has no questions")
         return Answer(

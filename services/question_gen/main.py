@@ -17,11 +17,12 @@ from services.question_gen.offline import OfflineWriter
 from services.question_gen.streaming import QuestionStreams
 from services.servicekit.http import service_app
 from services.servicekit.runtime import PublisherRuntime, publisher_runtime
+from services.servicekit.tracing import Tracing
 
 SERVICE = "question_gen"
 
 
-def make_writer(settings: Settings) -> QuestionWriter:
+def make_writer(settings: Settings, tracing: Tracing | None = None) -> QuestionWriter:
     if not settings.uses_openai:
         return OfflineWriter(settings.offline_seconds_per_question)
     assert settings.openai_api_key is not None
@@ -32,6 +33,7 @@ def make_writer(settings: Settings) -> QuestionWriter:
         timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
         retry_delay=settings.llm_retry_delay_seconds,
+        tracer=tracing.tracer(__name__) if tracing is not None and tracing.enabled else None,
     )
 
 
@@ -39,10 +41,11 @@ def create_app(
     settings: Settings | None = None, *, writer: QuestionWriter | None = None
 ) -> FastAPI:
     settings = settings or Settings()
+    tracing = Tracing.from_environment(SERVICE)
 
     @asynccontextmanager
     async def generating(app: FastAPI, runtime: PublisherRuntime) -> AsyncIterator[None]:
-        question_writer = writer or make_writer(settings)
+        question_writer = writer or make_writer(settings, tracing)
         budget = BudgetGuard(
             runtime.pool,
             hold_seconds=settings.budget_hold,
@@ -73,8 +76,9 @@ def create_app(
         title="Question service",
         description="Generates interview questions with an LLM; every question is billed once.",
         settings=settings,
-        runtime=lambda: publisher_runtime(settings, app_id=SERVICE),
+        runtime=lambda: publisher_runtime(settings, app_id=SERVICE, tracing=tracing),
         routers=[router],
         errors=ERRORS,
         on_start=generating,
+        tracing=tracing,
     )

@@ -1,7 +1,8 @@
-"""Every HTTP service's FastAPI app: errors, health, metrics, correlation, its runtime."""
+"""Every HTTP service's FastAPI app: errors, health, metrics, correlation, traces, its runtime."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from services.servicekit.metrics import HttpMetricsMiddleware
 from services.servicekit.pagination import CursorSeal
 from services.servicekit.problems import ErrorMap, install_problem_handlers
 from services.servicekit.settings import ServiceSettings
+from services.servicekit.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -45,26 +47,32 @@ def service_app(
     routers: Sequence[APIRouter],
     errors: ErrorMap | None = None,
     on_start: Callable[[FastAPI, R], AbstractAsyncContextManager[object]] | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """A service's app: logging configured, `runtime` opened for its lifespan as
     `app.state.runtime` (and readiness read from it), then `on_start` for what the
-    service adds on top of it."""
+    service adds on top of it. `tracing` (by default, as the environment says) gives
+    every request a server span, and exports what is left when the app stops."""
     configure_logging(service, settings.log_format, settings.log_level)
+    tracing = tracing or Tracing.from_environment(service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warning = settings.development_warning()
         if warning is not None:
             log.warning(warning, environment=settings.environment)
-        async with runtime() as running:
-            app.state.runtime = running
-            if on_start is None:
-                yield
-                return
-            async with on_start(app, running):
-                yield
+        try:
+            async with runtime() as running:
+                app.state.runtime = running
+                if on_start is None:
+                    yield
+                    return
+                async with on_start(app, running):
+                    yield
+        finally:
+            await asyncio.to_thread(tracing.shutdown)
 
-    return build_app(
+    app = build_app(
         title=title,
         description=description,
         settings=settings,
@@ -73,6 +81,8 @@ def service_app(
         readiness=_runtime_readiness,
         errors=errors,
     )
+    tracing.instrument(app)
+    return app
 
 
 def get_pool(request: Request) -> asyncpg.Pool:

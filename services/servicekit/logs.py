@@ -2,7 +2,8 @@
 
 The correlation id comes from the HTTP request (`X-Correlation-ID`, or a new
 one), travels in the event's AMQP `correlation_id`, and is bound to every log
-line billing writes about that event.
+line billing writes about that event. A line written inside a span also carries
+its `trace_id` and `span_id` (`tracing.py`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Literal
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.servicekit.tracing import add_trace_ids
+
 CORRELATION_HEADER = "x-correlation-id"
 
 
 def configure_logging(service: str, fmt: Literal["json", "console"], level: str = "INFO") -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

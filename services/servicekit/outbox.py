@@ -17,11 +17,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import structlog
 from faststream.rabbit import RabbitBroker
+from opentelemetry.trace import SpanKind
 
 from contracts.events import Event
 from contracts.topology import Topology
@@ -33,6 +35,14 @@ from services.servicekit.metrics import (
     OUTBOX_OLDEST_AGE,
 )
 from services.servicekit.migrations import MigrationSet
+from services.servicekit.tracing import (
+    TRACEPARENT,
+    TRACESTATE,
+    Tracing,
+    context_from,
+    current_context,
+    inject_into,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -44,8 +54,8 @@ MAX_RETRY_DELAY = 2.0
 # Add an event; the NOTIFY is delivered when the caller's transaction commits.
 ENQUEUE = """
 WITH added AS (
-    INSERT INTO outbox (event_id, routing_key, payload, correlation_id)
-    VALUES ($1, $2, $3, $4)
+    INSERT INTO outbox (event_id, routing_key, payload, correlation_id, traceparent, tracestate)
+    VALUES ($1, $2, $3, $4, $5, $6)
     RETURNING id
 )
 SELECT pg_notify('outbox', '') FROM added
@@ -53,14 +63,15 @@ SELECT pg_notify('outbox', '') FROM added
 
 # The business row and its event in one statement, so one round trip and atomic without
 # an explicit transaction. `written` is the caller's data-modifying statement with its own
-# parameters; the event's four follow them. The event is added only if it returned a row.
+# parameters; the event's six follow them. The event is added only if it returned a row.
 # `ahead`: the caller's other statements, as named WITH items `written` may read (a data-
 # modifying statement may only stand at the top level, never inside `written`).
 WITH_EVENT = """
 WITH {ahead}written AS ({written}),
 added AS (
-    INSERT INTO outbox (event_id, routing_key, payload, correlation_id)
-    SELECT ${e1}::uuid, ${e2}::text, ${e3}::jsonb, ${e4}::text FROM written
+    INSERT INTO outbox (event_id, routing_key, payload, correlation_id, traceparent, tracestate)
+    SELECT ${e1}::uuid, ${e2}::text, ${e3}::jsonb, ${e4}::text, ${e5}::text, ${e6}::text
+    FROM written
     RETURNING pg_notify('outbox', '')
 )
 SELECT written.*, (SELECT count(*) FROM added) AS events_added FROM written
@@ -70,8 +81,8 @@ SELECT written.*, (SELECT count(*) FROM added) AS events_added FROM written
 # any connection can write them, with or without a JSON codec.
 ENQUEUE_MANY = """
 WITH added AS (
-    INSERT INTO outbox (event_id, routing_key, payload, correlation_id)
-    SELECT event_id, routing_key, payload::jsonb, $4::text
+    INSERT INTO outbox (event_id, routing_key, payload, correlation_id, traceparent, tracestate)
+    SELECT event_id, routing_key, payload::jsonb, $4::text, $5::text, $6::text
     FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(event_id, routing_key, payload)
     RETURNING id
 )
@@ -82,7 +93,8 @@ PARAMETER = re.compile(r"\$(\d+)")
 
 # Claim the oldest unpublished events; rows another relay holds are skipped.
 CLAIM = """
-SELECT id, event_id, routing_key, payload::text AS payload, correlation_id
+SELECT id, event_id, routing_key, payload::text AS payload, correlation_id,
+       traceparent, tracestate
 FROM outbox
 ORDER BY id
 LIMIT $1
@@ -112,6 +124,7 @@ async def enqueue(conn: Connection, event: Event, *, correlation_id: str | None 
         event.routing_key,
         event.model_dump(mode="json", by_alias=True),
         correlation_id,
+        *current_context(),
     )
 
 
@@ -126,6 +139,7 @@ async def enqueue_many(
         [event.routing_key for event in events],
         [event.to_json().decode() for event in events],
         correlation_id,
+        *current_context(),
     )
 
 
@@ -151,6 +165,7 @@ async def write_with_event(
         event.routing_key,
         event.model_dump(mode="json", by_alias=True),
         correlation_id,
+        *current_context(),
     )
     return row
 
@@ -170,6 +185,8 @@ def _composed(written: str, count: int, ahead: str = "") -> str:
         e2=first + 1,
         e3=first + 2,
         e4=first + 3,
+        e5=first + 4,
+        e6=first + 5,
     )
 
 
@@ -180,6 +197,34 @@ class OutboxRow:
     routing_key: str
     payload: str
     correlation_id: str | None
+    # The W3C context of the request that wrote the event, carried on in its headers.
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+
+def publish_attributes(exchange: str, row: OutboxRow) -> dict[str, str]:
+    """A relay publish's span attributes, as OpenTelemetry's messaging conventions name them."""
+    attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.name": "publish",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": exchange,
+        "messaging.rabbitmq.destination.routing_key": row.routing_key,
+        "messaging.message.id": str(row.event_id),
+    }
+    if row.correlation_id:
+        attributes["messaging.message.conversation_id"] = row.correlation_id
+    return attributes
+
+
+def stored_headers(row: OutboxRow) -> dict[str, Any] | None:
+    """The row's stored trace context as message headers, as it was written."""
+    if not row.traceparent:
+        return None
+    headers: dict[str, Any] = {TRACEPARENT: row.traceparent}
+    if row.tracestate:
+        headers[TRACESTATE] = row.tracestate
+    return headers
 
 
 class OutboxRelay:
@@ -195,6 +240,7 @@ class OutboxRelay:
         batch_size: int = 200,
         sweep_interval: float = 1.0,
         publish_timeout: float = 10.0,
+        tracing: Tracing | None = None,
     ) -> None:
         self._pool = pool
         self._broker = broker
@@ -206,6 +252,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        tracing = tracing or Tracing()
+        self._tracer = tracing.tracer(__name__) if tracing.enabled else None
 
     def start(self) -> None:
         self._tasks = [
@@ -325,6 +373,21 @@ class OutboxRelay:
             await conn.execute(DELETE_SENT, ids)
 
     async def _publish(self, row: OutboxRow) -> None:
+        if self._tracer is None:
+            # Not traced here; the request's context still travels on to the consumer.
+            await self._send(row, stored_headers(row))
+            return
+        with self._tracer.start_as_current_span(
+            f"publish {self._exchange.name}",
+            context=context_from(row.traceparent, row.tracestate),
+            kind=SpanKind.PRODUCER,
+            attributes=publish_attributes(self._exchange.name, row),
+        ):
+            headers: dict[str, Any] = {}
+            inject_into(headers)
+            await self._send(row, headers)
+
+    async def _send(self, row: OutboxRow, headers: dict[str, Any] | None) -> None:
         async with asyncio.timeout(self._publish_timeout):
             await self._broker.publish(
                 row.payload.encode(),
@@ -336,6 +399,7 @@ class OutboxRelay:
                 correlation_id=row.correlation_id or str(row.event_id),
                 message_type=row.routing_key,
                 content_type="application/json",
+                headers=headers,
                 timeout=self._publish_timeout,
             )
 

@@ -17,6 +17,7 @@ from services.servicekit.broker import connect_with_retry, make_broker
 from services.servicekit.health import Check
 from services.servicekit.outbox import OutboxRelay
 from services.servicekit.settings import PublisherSettings, ServiceSettings
+from services.servicekit.tracing import Tracing
 
 
 @dataclass
@@ -46,7 +47,12 @@ async def open_pool(settings: ServiceSettings) -> asyncpg.Pool:
 
 
 def outbox_relay(
-    pool: asyncpg.Pool, broker: RabbitBroker, topology: Topology, settings: PublisherSettings
+    pool: asyncpg.Pool,
+    broker: RabbitBroker,
+    topology: Topology,
+    settings: PublisherSettings,
+    *,
+    tracing: Tracing | None = None,
 ) -> OutboxRelay:
     """The relay that publishes the service's outbox, tuned by its settings (not started)."""
     return OutboxRelay(
@@ -57,12 +63,13 @@ def outbox_relay(
         batch_size=settings.outbox_batch_size,
         sweep_interval=settings.outbox_sweep_interval_seconds,
         publish_timeout=settings.outbox_publish_timeout_seconds,
+        tracing=tracing,
     )
 
 
 @asynccontextmanager
 async def publisher_runtime(
-    settings: PublisherSettings, *, app_id: str
+    settings: PublisherSettings, *, app_id: str, tracing: Tracing | None = None
 ) -> AsyncIterator[PublisherRuntime]:
     """Open the pool, connect the broker in the background, run the relay; close in reverse."""
     topology = Topology(settings.rabbitmq_topology_prefix)
@@ -70,7 +77,7 @@ async def publisher_runtime(
     broker = make_broker(
         settings.rabbitmq_url, app_id=app_id, graceful_timeout=settings.graceful_timeout_seconds
     )
-    relay = outbox_relay(pool, broker, topology, settings)
+    relay = outbox_relay(pool, broker, topology, settings, tracing=tracing)
     connecting = asyncio.create_task(connect_with_retry(broker, topology))
     connecting.add_done_callback(lambda _task: relay.wake())
     relay.start()

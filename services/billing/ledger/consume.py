@@ -49,6 +49,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustQueue, ConsumerTag
 from aiormq.abc import AbstractChannel
 from faststream.rabbit import RabbitBroker
+from opentelemetry.trace import SpanContext
 
 from contracts.topology import Topology
 from services.billing import metrics
@@ -63,6 +64,8 @@ from services.billing.ledger.messages import (
 )
 from services.billing.ledger.record import DraftsReconciled, RecordBatch, Recorded
 from services.billing.ledger.rules import Entry
+from services.billing.ledger.spans import LedgerSpans
+from services.servicekit.tracing import Tracing, trace_id_in
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +124,7 @@ class Consumer:
         *,
         batch_max_size: int,
         max_failed_attempts: int,
+        tracing: Tracing | None = None,
     ) -> None:
         self._broker = broker
         self._topology = topology
@@ -132,7 +136,8 @@ class Consumer:
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
         # Batches: entries waiting for the next commit, each with its message's future.
-        self._pending: list[tuple[Entry, asyncio.Future[Recorded]]] = []
+        # With the span that published its message, for the batch's span to link to.
+        self._pending: list[tuple[Entry, asyncio.Future[Recorded], SpanContext | None]] = []
         self._ready = asyncio.Event()
         self._committing: asyncio.Task[None] | None = None
         # Acknowledgements: per channel, what is settled and not yet acknowledged.
@@ -142,6 +147,10 @@ class Consumer:
         # Bound once, after logging is configured: a lazy module logger re-binds per call.
         self._logger: structlog.typing.FilteringBoundLogger = log.bind()
         self._debug = self._logger.is_enabled_for(logging.DEBUG)
+        tracing = tracing or Tracing()
+        self._spans = LedgerSpans(
+            tracing.tracer(__name__) if tracing.enabled else None, topology.billing_queue_name
+        )
 
     # -- receive ---------------------------------------------------------------------------
 
@@ -188,7 +197,7 @@ class Consumer:
         routing_key = original_routing_key(message)
         try:
             entry = parse(routing_key, message.body)
-            recorded = await self._recorded(entry)
+            recorded = await self._recorded(entry, self._spans.context_of(message))
         except PoisonMessage as exc:
             await self._dead_letter(message, "poison", str(exc))
             self._settled(message)
@@ -203,10 +212,11 @@ class Consumer:
 
     # -- batch: group commit -----------------------------------------------------------------
 
-    async def _recorded(self, entry: Entry) -> Recorded:
-        """What recording the entry did, once the batch holding it has committed."""
+    async def _recorded(self, entry: Entry, context: SpanContext | None) -> Recorded:
+        """What recording the entry did, once the batch holding it has committed; `context`,
+        the span that published it, for the batch's span to link to."""
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, future))
+        self._pending.append((entry, future, context))
         self._ready.set()
         return await future
 
@@ -219,16 +229,19 @@ class Consumer:
                 del self._pending[: self._batch_max_size]
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[Entry, asyncio.Future[Recorded]]]) -> None:
+    async def _commit(
+        self, batch: list[tuple[Entry, asyncio.Future[Recorded], SpanContext | None]]
+    ) -> None:
         try:
-            results = await self._record([entry for entry, _ in batch])
+            with self._spans.batch([context for _, _, context in batch]):
+                results = await self._record([entry for entry, _, _ in batch])
         except asyncio.CancelledError:
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.cancel()
             raise
         except Exception as exc:
             results = [exc] * len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, future, _), result in zip(batch, results, strict=True):
             if future.done():
                 continue  # its message stopped waiting
             if isinstance(result, Exception):
@@ -355,7 +368,7 @@ class Consumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._committing
             self._committing = None
-        for _, future in self._pending:
+        for _, future, _ in self._pending:
             future.cancel()
         self._pending.clear()
 
@@ -379,12 +392,15 @@ class Consumer:
     # -- report ----------------------------------------------------------------------------
 
     def _log(self, message: AbstractIncomingMessage) -> structlog.typing.FilteringBoundLogger:
-        """This message's logger: its correlation id came with it from the HTTP request."""
-        return self._logger.bind(
+        """This message's logger: its correlation id (and trace id) came with it from the
+        HTTP request."""
+        logger = self._logger.bind(
             correlation_id=message.correlation_id,
             message_id=message.message_id,
             redelivered=message.redelivered,
         )
+        trace_id = trace_id_in(message.headers)
+        return logger.bind(trace_id=trace_id) if trace_id else logger
 
     def _report(self, message: AbstractIncomingMessage, event: Entry, recorded: Recorded) -> None:
         if isinstance(recorded, CallRecorded):

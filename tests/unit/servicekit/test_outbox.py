@@ -10,7 +10,7 @@ INSERT = "INSERT INTO jobs (id, title) VALUES ($1, $2) RETURNING id"
 def test_the_event_parameters_follow_the_statements_own() -> None:
     composed = _composed(INSERT, 2)
     assert "VALUES ($1, $2)" in composed
-    assert "SELECT $3::uuid, $4::text, $5::jsonb, $6::text FROM written" in composed
+    assert "SELECT $3::uuid, $4::text, $5::jsonb, $6::text, $7::text, $8::text" in composed
 
 
 @pytest.mark.parametrize("count", [1, 3])
