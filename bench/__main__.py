@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import sys
 import time
@@ -38,6 +39,7 @@ from bench import (
     harness,
     job_creation,
     ledger_reads,
+    peer_litellm,
     reconciliation,
     scale_out,
 )
@@ -58,11 +60,12 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "rollup_write_cost": ledger_reads.run_write_cost,
     "close_period": close_period.run,
     "credits_overhead": credits_overhead.run,
+    "peer_litellm": peer_litellm.run,
 }
 
 
 def _figure(value: float | None) -> str:
-    if value is None:
+    if value is None or math.isnan(value):
         return "-"
     return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
 
@@ -77,7 +80,7 @@ def table(results: list[Result]) -> str:
             r.unit,
             "-" if r.ratio is None else f"{r.ratio:.2f}",
             r.bar,
-            "pass" if r.passed else "FAIL",
+            "skipped" if r.skipped else "pass" if r.passed else "FAIL",
         )
         for r in results
     ]
