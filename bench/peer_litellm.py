@@ -19,9 +19,11 @@ the model our service asks for to the fake; driven with
 back from the fake's record), streamed when that body asks for it.
 
 `wrk` at 100 and 400 connections, JSON and streamed, the two sides alternated
-(which goes first alternates too): requests/s, p50 and p99 latency added to the
-fake's 300 ms, and CPU per call of each server process (user and system time
-from `/proc`, its children included, over the calls the fake answered).
+(which goes first alternates too), each run measured over a window of its
+steady state (`measure`): requests/s (the calls the fake answered that side),
+CPU per call of each server process (user and system time from `/proc`, its
+children included, over those calls), and `wrk`'s p50 and p99 latency added to
+the fake's 300 ms.
 Bar: ours at least 3x theirs in requests/s and in CPU per call, in every cell.
 
 When LiteLLM cannot be installed or started, the result is skipped and says why.
