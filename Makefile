@@ -82,6 +82,14 @@ docs: $(STAMP)
 	$(BIN)/python -m contracts.generate
 	$(BIN)/python -m services.openapi
 
+# docs/console.png and docs/statement.png: what the browser tests saw (the console with
+# titles, currency and credits; the printed statement's first page), copied once they pass.
+.PHONY: docs-screenshots
+docs-screenshots: $(STAMP) system-packages browser-packages
+	$(BIN)/pytest -q tests/browser/test_console_credits.py tests/browser/test_statement_print.py
+	cp tests/browser/screenshots/console-with-credits.png docs/console.png
+	cp tests/browser/screenshots/statement-page-1.png docs/statement.png
+
 token: $(STAMP)
 	@$(BIN)/python -m services.token $(COMPANY)
 

@@ -28,9 +28,11 @@ import uvloop
 
 from bench import (
     billing_throughput,
+    billing_with_calls,
     budget_overhead,
     close_period,
     cluster_throughput,
+    console_load,
     credits_overhead,
     end_to_end,
     generation_at_llm_latency,
@@ -39,6 +41,7 @@ from bench import (
     harness,
     job_creation,
     ledger_reads,
+    margin_reads,
     peer_litellm,
     reconciliation,
     scale_out,
@@ -60,6 +63,9 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "rollup_write_cost": ledger_reads.run_write_cost,
     "close_period": close_period.run,
     "credits_overhead": credits_overhead.run,
+    "billing_with_calls": billing_with_calls.run,
+    "margin_reads": margin_reads.run,
+    "console_load": console_load.run,
     "peer_litellm": peer_litellm.run,
 }
 

@@ -51,8 +51,11 @@ class Drain:
         return self.rows == self.events == self.distinct_rows
 
 
-async def preload(topology: Topology, events: int, *, duplicates: int = 0, seed: int = 1) -> float:
-    """Publish the events into the topology's billing queue; returns the publish rate."""
+async def preload(
+    topology: Topology, events: int, *, duplicates: int = 0, seed: int = 1, calls: bool = False
+) -> float:
+    """Publish the events (with `calls`, each with its billed call) into the topology's
+    billing queue; returns the publish rate."""
     process = harness.python_module(
         "publisher",
         "bench.publisher",
@@ -66,18 +69,21 @@ async def preload(topology: Topology, events: int, *, duplicates: int = 0, seed:
         str(duplicates),
         "--seed",
         str(seed),
+        *(["--calls"] if calls else []),
     )
     result = await process.json(timeout=300)
     return float(result["published"]) / float(result["seconds"])
 
 
-async def wait_for_rows(dsn: str, expected: int, *, timeout: float = 300.0) -> float:
-    """Wall-clock time at which `expected` usage rows are first seen committed."""
+async def wait_for_rows(
+    dsn: str, expected: int, *, timeout: float = 300.0, table: str = "question_generation_usage"
+) -> float:
+    """Wall-clock time at which `expected` rows (usage rows unless told) are first seen."""
     conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            count = await conn.fetchval("SELECT count(*) FROM question_generation_usage")
+            count = await conn.fetchval(f"SELECT count(*) FROM {table}")
             if count >= expected:
                 return time.time()
             await asyncio.sleep(0.01)
@@ -107,22 +113,26 @@ async def wait_for_acks(base_urls: list[str], messages: int, *, timeout: float =
 
 
 async def billing_drain(
-    events: int, *, workers: int = 1, duplicates: int = 0, seed: int = 1
+    events: int, *, workers: int = 1, duplicates: int = 0, seed: int = 1, calls: bool = False
 ) -> Drain:
     """Preload a fresh queue, start `workers` billing processes, time the drain to rows.
 
     The clock starts when the first worker has started consuming (its "broker
-    connected" log line, written right after the consumer is registered).
+    connected" log line, written right after the consumer is registered). With
+    `calls`, every generation's call is in the queue beside it, and the drain ends
+    when the calls are all kept too.
     """
-    messages = events + duplicates
+    messages = events * (2 if calls else 1) + duplicates
     async with harness.temp_database("billing") as dsn, harness.temp_topology() as topology:
-        await preload(topology, events, duplicates=duplicates, seed=seed)
+        await preload(topology, events, duplicates=duplicates, seed=seed, calls=calls)
         started_workers = [harness.start_service("billing", dsn, topology) for _ in range(workers)]
         try:
             starts = [
                 await process.logged_at(CONSUMING, timeout=60) for process, _ in started_workers
             ]
             finished = await wait_for_rows(dsn, events)
+            if calls:
+                finished = max(finished, await wait_for_rows(dsn, events, table="llm_calls"))
             # Duplicates still in flight must change nothing: wait for every ack.
             await wait_for_acks([url for _, url in started_workers], messages)
         finally:

@@ -1,5 +1,8 @@
 """Publish QuestionsGenerated events as the outbox relay does: `python -m bench.publisher`.
 
+With `--calls`, each generation's billed `LlmCallFinished` is published beside it
+(as the question service's outbox writes both in the generation's transaction).
+
 Persistent, mandatory, with publisher confirms, to the real events exchange,
 from a process of its own. Prints one JSON line: published, seconds, event ids file.
 """
@@ -19,9 +22,9 @@ from pathlib import Path
 import aio_pika
 import uvloop
 
-from contracts.events import QuestionsGenerated
+from contracts.events import Event, QuestionsGenerated
 from contracts.topology import Topology
-from tests.support.events import generated
+from tests.support.events import call_of, generated
 
 WINDOW = 500  # publishes awaiting their confirm at once
 
@@ -54,11 +57,16 @@ def make_events(count: int, companies: int, seed: int) -> list[QuestionsGenerate
     return events
 
 
+def with_calls(events: list[QuestionsGenerated]) -> list[Event]:
+    """Each generation followed by its billed call, as the outbox holds them."""
+    return [message for event in events for message in (event, call_of(event))]
+
+
 async def publish(
-    url: str, topology: Topology, events: list[QuestionsGenerated], duplicates: int, seed: int
+    url: str, topology: Topology, events: list[Event], duplicates: int, seed: int
 ) -> float:
     rng = random.Random(seed + 1)
-    messages = [(event.to_json(), str(event.event_id)) for event in events]
+    messages = [(event.to_json(), str(event.event_id), event.routing_key) for event in events]
     messages += [rng.choice(messages) for _ in range(duplicates)]
     rng.shuffle(messages)
     connection = await aio_pika.connect(url)
@@ -74,13 +82,13 @@ async def publish(
                             body,
                             content_type="application/json",
                             message_id=message_id,
-                            type=QuestionsGenerated.routing_key,
+                            type=routing_key,
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         ),
-                        routing_key=QuestionsGenerated.routing_key,
+                        routing_key=routing_key,
                         mandatory=True,
                     )
-                    for body, message_id in messages[start : start + WINDOW]
+                    for body, message_id, routing_key in messages[start : start + WINDOW]
                 )
             )
         return time.perf_counter() - started
@@ -95,14 +103,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--companies", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--ids", type=Path, help="write the event ids here")
+    parser.add_argument("--calls", action="store_true", help="each generation's call beside it")
     args = parser.parse_args(argv)
     events = make_events(args.count, args.companies, args.seed)
+    messages: list[Event] = with_calls(events) if args.calls else list(events)
     seconds = uvloop.run(
-        publish(args.url, Topology(args.prefix), events, args.duplicates, args.seed)
+        publish(args.url, Topology(args.prefix), messages, args.duplicates, args.seed)
     )
     if args.ids is not None:
         args.ids.write_text("\n".join(str(event.event_id) for event in events))
-    print(json.dumps({"published": args.count + args.duplicates, "seconds": seconds}))
+    print(json.dumps({"published": len(messages) + args.duplicates, "seconds": seconds}))
     return 0
 
 

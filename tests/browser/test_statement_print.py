@@ -54,6 +54,7 @@ TITLES = {
     2: "Senior data engineer for the payments platform, Lisbon or remote, four days a week",
 }
 UNTITLED = 3
+CREDITS = "100.0000"  # prepaid, drawn by March's usage before anything is invoiced
 OPERATOR = bearer(uuid.uuid4(), roles=["platform:admin"], user="ops@example.com")
 
 
@@ -78,10 +79,28 @@ async def german(browser: Browser) -> AsyncIterator[Watched]:
 
 
 async def closed_march(console: Console, company: UUID) -> dict[str, Any]:
-    """March 2025 of a company: jobs, a draft never saved, two adjustments; then closed."""
+    """March 2025 of a company: jobs, a draft never saved, prepaid credits drawn, two
+    adjustments; then closed."""
     stack = console.stack
     jobs = [job_created(company, title=title_of(index), at=MARCH) for index in range(JOBS)]
     await record(stack, *jobs)
+    response = await stack.billing.put(
+        f"/api/billing/admin/companies/{company}/credit-mode",
+        json={"mode": "credit_then_invoice", "lowBalanceThreshold": None},
+        headers=OPERATOR,
+    )
+    assert response.status_code == 200, response.text
+    response = await stack.billing.post(
+        f"/api/billing/admin/companies/{company}/credits",
+        json={
+            "amount": CREDITS,
+            "kind": "purchased",
+            "effectiveAt": MARCH.isoformat(),
+            "reason": "Prepaid plan",
+        },
+        headers=OPERATOR,
+    )
+    assert response.status_code == 201, response.text
     await record(
         stack,
         *(
@@ -121,6 +140,7 @@ async def closed_march(console: Console, company: UUID) -> dict[str, Any]:
     assert statement["currency"] == "EUR"
     assert statement["nextCursor"] is None
     assert len(statement["lines"]) == JOBS
+    assert statement["credits"]["applied"] == CREDITS
     return statement
 
 
@@ -193,10 +213,10 @@ async def test_a_closed_statement_prints_to_a_clean_a4_pdf_with_every_figure(
     assert await german.text("doc-currency") == "EUR"
     assert str(company) in await german.text("doc-company")
     assert await german.text("doc-total") == eur(statement["total"])
-    # Credits applied (none were granted: 0) and the amount due, as the API says them.
+    # Credits applied and the amount due (the total less them), as the API says them.
+    assert await german.text("doc-credits") == eur(statement["credits"]["applied"])
     assert await german.text("doc-amount-due") == eur(statement["amountDue"])
-    assert statement["amountDue"] == statement["total"]
-    assert await page.get_by_test_id("doc-credits").is_visible()
+    assert Decimal(statement["amountDue"]) == Decimal(statement["total"]) - Decimal(CREDITS)
     job_ids = await page.locator("[data-testid=doc-lines] tbody .job-id").all_inner_texts()
     assert job_ids == [line["jobId"] for line in statement["lines"]]
     shown_titles = await page.locator("[data-testid=doc-lines] tbody .job-title").all_inner_texts()

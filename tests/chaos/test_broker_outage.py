@@ -66,13 +66,14 @@ async def serve_burst(stack: Stack, company: UUID, drafts: int) -> tuple[list[UU
 
 
 async def wait_delivered(stack: Stack, events: list[UUID], jobs: list[UUID]) -> None:
-    async def billed() -> tuple[int, int]:
+    async def billed() -> tuple[int, int, int]:
         usage = await ledger(stack.dbs.billing, events)
         known = await ledger(stack.dbs.billing, jobs, table="known_jobs", column="job_id")
-        return usage.lost, known.lost
+        calls = await ledger(stack.dbs.billing, events, table="llm_calls", column="generation_id")
+        return usage.lost, known.lost, calls.lost
 
     # The relay backs off up to 10 s between attempts while the broker is away.
-    await eventually(billed, until=lambda lost: lost == (0, 0), timeout=60, interval=0.2)
+    await eventually(billed, until=lambda lost: lost == (0, 0, 0), timeout=60, interval=0.2)
 
 
 async def outage(
@@ -85,7 +86,8 @@ async def outage(
     backlog = await outbox_size(stack, stack.dbs.question_gen) + await outbox_size(
         stack, stack.dbs.jobs
     )
-    assert backlog == len(events) + len(jobs)
+    # Each generation waits with its LLM call (the cost of goods), each job with its event.
+    assert backlog == 2 * len(events) + len(jobs)
     assert (await ledger(stack.dbs.billing, events)).lost == len(events)  # none billed yet
     return events, jobs, backlog
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts.events import JobCreated, QuestionsGenerated
+from contracts.events import JobCreated, LlmCallFinished, QuestionsGenerated
 from contracts.topology import Topology
 from services import openapi
 from services.billing.config import Settings as BillingSettings
@@ -45,6 +45,9 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+CALL_KEY = LlmCallFinished.routing_key
 
 
 def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
@@ -92,6 +95,13 @@ async def test_metrics_move_when_events_are_processed(stack: Stack, company: UUI
     await eventually(lambda: stack.usage(company))
     await save_job(stack, company, draft, uuid.uuid4().hex)
     await eventually(lambda: reconciled(stack, company))
+
+    # The generation's LLM call is an event of its own (the cost of goods), kept too.
+    def call_kept(now: Samples) -> bool:
+        key = ("billing_events_consumed_total", frozenset({("routing_key", CALL_KEY)}))
+        return now.get(key, 0.0) - before["billing"].get(key, 0.0) == 1
+
+    await eventually(lambda: scrape(stack.billing), until=call_kept)
     await publish_raw(stack.topology, b"{not json", routing_key=QuestionsGenerated.routing_key)
     await eventually(lambda: queue_depth(stack.topology.billing_dlq_name), until=lambda n: n == 1)
     listed = await stack.billing.get("/api/billing/usage", headers=bearer(company))
@@ -111,6 +121,7 @@ async def test_metrics_move_when_events_are_processed(stack: Stack, company: UUI
     assert questions("http_requests_total", **generate_route) == 1
     assert questions("http_request_duration_seconds_count", **generate_route) == 1
     assert questions("events_published_total", routing_key=QuestionsGenerated.routing_key) == 1
+    assert questions("events_published_total", routing_key=CALL_KEY) == 1
     # Gauges, set by the relay's sweeps (test_outbox_backlog_is_visible... moves them).
     assert ("outbox_backlog", frozenset()) in exposed
     assert ("outbox_oldest_age_seconds", frozenset()) in exposed
@@ -124,12 +135,12 @@ async def test_metrics_move_when_events_are_processed(stack: Stack, company: UUI
     assert billing("billing_usage_rows_written_total", status="draft") == 1
     assert billing("billing_drafts_reconciled_total") == 1
     assert round(Decimal(billing("billing_amount_billed_total")), 4) == Decimal("0.1000")
-    for routing_key in (QuestionsGenerated.routing_key, JobCreated.routing_key):
+    for routing_key in (QuestionsGenerated.routing_key, JobCreated.routing_key, CALL_KEY):
         assert billing("billing_events_consumed_total", routing_key=routing_key) == 1
     assert billing("billing_events_dead_lettered_total", reason="poison") == 1
     assert billing("http_requests_total", method="GET", route="/api/billing/usage", status="200")
-    # Every message billing took, poison included, from receipt to acknowledgement.
-    assert billing("billing_message_seconds_count") == 3
+    # Every message billing took (usage, call, job, poison), from receipt to acknowledgement.
+    assert billing("billing_message_seconds_count") == 4
     # FastStream's own middleware counts what billing published to its dead-letter
     # exchange: the dead letter (billing's own events go to the events exchange).
     dlx = stack.topology.billing_dlx_name
@@ -164,8 +175,9 @@ async def test_outbox_backlog_is_visible_while_the_broker_is_unreachable(
         async def backlog() -> Samples:
             return await scrape(client)
 
+        # The generation and its LLM call (the cost of goods) wait together.
         after = await eventually(
-            backlog, until=lambda samples: samples[("outbox_backlog", frozenset())] == 1
+            backlog, until=lambda samples: samples[("outbox_backlog", frozenset())] == 2
         )
         assert after[("outbox_oldest_age_seconds", frozenset())] > 0
         failed = moved(

@@ -105,6 +105,27 @@ class MigrationsBefore(MigrationSet):
         return [(number, path) for number, path in super().files() if number < self.version]
 
 
+@dataclass(frozen=True)
+class MigrationsWithout(MigrationSet):
+    """A service's own migrations but `version`: that one alone left pending."""
+
+    version: int = 0
+
+    def files(self) -> list[tuple[int, Path]]:
+        return [(number, path) for number, path in super().files() if number != self.version]
+
+
+async def migrate_without(dsn: str, service: str, version: int) -> None:
+    """`dsn` as a release that never applied `service`'s migration `version` left it, with
+    every later migration applied: the schema today's code writes to, the data still as
+    it was before `version`. (`migrate_before` with today's code fails on later tables.)"""
+    sets = [
+        MigrationsWithout(found.name, found.directory, version) if found.name == service else found
+        for found in MIGRATION_SETS[service]
+    ]
+    await migrate(dsn, sets)
+
+
 async def migrate_before(dsn: str, service: str, version: int) -> None:
     """`dsn` as the release before `service`'s migration `version` left it (kit sets whole)."""
     sets = [

@@ -18,6 +18,7 @@ two writers (batches, re-pricing) can deadlock on their rows.
 from __future__ import annotations
 
 import calendar
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
@@ -51,22 +52,22 @@ class MarginAmounts:
     reasoning_tokens: int = 0
 
     def __add__(self, other: MarginAmounts) -> MarginAmounts:
-        return MarginAmounts(
-            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(MarginAmounts))
-        )
+        # Three times per event of every batch: the fields by position, not by `fields()`.
+        return MarginAmounts(*map(operator.add, self.as_row(), other.as_row()))
 
     def __neg__(self) -> MarginAmounts:
-        return MarginAmounts(*(-getattr(self, f.name) for f in fields(MarginAmounts)))
+        return MarginAmounts(*map(operator.neg, self.as_row()))
 
     def __sub__(self, other: MarginAmounts) -> MarginAmounts:
         return self + -other
 
     def as_row(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(MarginAmounts))
+        return _ROW(self)
 
 
-NOTHING = MarginAmounts()
 SUMS = tuple(f.name for f in fields(MarginAmounts))
+_ROW = operator.attrgetter(*SUMS)
+NOTHING = MarginAmounts()
 
 
 def revenue(cost: Decimal) -> MarginAmounts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -23,7 +24,8 @@ from services.billing.credits.schemas import (
     VoidFingerprint,
 )
 from services.billing.credits.store import StoredGrant
-from services.billing.reads.api import BillingCurrency
+from services.billing.reads.api import BillingCurrency, period
+from services.billing.reads.queries import Period
 from services.servicekit.auth import CurrentPrincipal, Principal, require_role
 from services.servicekit.db import Connection
 from services.servicekit.http import Clock, Cursors, Pool
@@ -196,15 +198,18 @@ async def get_entries(
     pool: Pool,
     currency: BillingCurrency,
     cursors: Cursors,
+    within: Annotated[Period, Depends(period)],
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Entries:
-    """The company's credit ledger, newest first: grants, draws, expiries, voids."""
+    """The company's credit ledger, newest first: grants, draws, expiries, voids; with
+    `from` and `to`, only the entries made in that range (a month's, for the console)."""
     company = principal.company_id
-    # Sealed, and its id parsed as a bigint: a forged number past the column is a 422.
-    scope = {"company": company}
+    # Sealed, and its id parsed as a bigint: a forged number past the column is a 422. A
+    # cursor belongs to its range too: another range's cursor is refused, not misread.
+    scope = {"company": company, "from": _text(within.since), "to": _text(within.until)}
     before = bigint_key(cursors.open(cursor, "credits.entries", scope, 1)[0]) if cursor else None
-    page = await handlers.read_entries(pool, company, before, limit)
+    page = await handlers.read_entries(pool, company, before, (within.since, within.until), limit)
     return Entries(
         currency=currency,
         entries=[Entry.model_validate(item, from_attributes=True) for item in page.items],
@@ -212,3 +217,7 @@ async def get_entries(
             lambda last: cursors.seal("credits.entries", scope, [str(last.id)])
         ),
     )
+
+
+def _text(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.astimezone(UTC).isoformat()

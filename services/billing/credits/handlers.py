@@ -128,7 +128,11 @@ async def read_credits(
 
 
 async def read_entries(
-    pool: asyncpg.Pool, company_id: UUID, before_id: int | None, limit: int
+    pool: asyncpg.Pool,
+    company_id: UUID,
+    before_id: int | None,
+    within: tuple[datetime | None, datetime | None],
+    limit: int,
 ) -> Page[LedgerEntry]:
     async with pool.acquire() as conn:
-        return await store.list_entries(conn, company_id, before_id, limit)
+        return await store.list_entries(conn, company_id, before_id, within, limit)

@@ -194,12 +194,15 @@ ORDER BY created_at DESC, grant_id DESC
 LIMIT $4
 """
 
-# A page of a company's credit ledger, newest first, after the entry $2; $3 rows.
+# A page of a company's credit ledger, newest first, after the entry $2, of the entries
+# made in [$3, $4) (either end open when null); $5 rows.
 LIST_ENTRIES = """
 SELECT id, entry_id, kind, amount, grant_id, usage_id, at FROM credit_entries
 WHERE company_id = $1 AND ($2::bigint IS NULL OR id < $2)
+  AND ($3::timestamptz IS NULL OR at >= $3)
+  AND ($4::timestamptz IS NULL OR at < $4)
 ORDER BY id DESC
-LIMIT $3
+LIMIT $5
 """
 
 # Credits applied to a company's period as it stands.
@@ -496,7 +499,12 @@ async def list_grants(
 
 
 async def list_entries(
-    conn: Connection, company_id: UUID, before_id: int | None, limit: int
+    conn: Connection,
+    company_id: UUID,
+    before_id: int | None,
+    within: tuple[datetime | None, datetime | None],
+    limit: int,
 ) -> Page[LedgerEntry]:
-    page = await fetch_page(conn, LIST_ENTRIES, company_id, before_id, limit=limit)
+    since, until = within
+    page = await fetch_page(conn, LIST_ENTRIES, company_id, before_id, since, until, limit=limit)
     return page.map(lambda row: LedgerEntry(**dict(row)))

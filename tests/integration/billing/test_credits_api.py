@@ -254,3 +254,60 @@ async def test_a_forged_entries_cursor_is_a_422_not_a_500(billing: Stack, compan
         )
         assert response.status_code == 422, (path, response.text)
         assert "cursor" in response.text
+
+
+# An entry made in another month, as the ledger would hold it (entries are only appended).
+EARLIER_ENTRY = """
+INSERT INTO credit_entries (entry_id, company_id, kind, amount, grant_id, at)
+VALUES (gen_random_uuid(), $1, 'grant', 2, gen_random_uuid(), $2)
+RETURNING entry_id
+"""
+
+
+async def test_entries_of_a_range_are_only_those_made_in_it_paged_within_it(
+    billing: Stack, company: UUID
+) -> None:
+    for amount in ("1", "2", "3"):
+        assert (await post_grant(billing, company, grant_body(amount=amount))).status_code == 201
+    now = datetime.now(UTC)
+    this_month = datetime(now.year, now.month, 1, tzinfo=UTC)
+    earlier = this_month - timedelta(days=3)
+    [old] = await billing.fetch(billing.dbs.billing, EARLIER_ENTRY, company, earlier)
+    month = {"from": this_month.isoformat(), "to": (now + timedelta(hours=1)).isoformat()}
+
+    everything = await billing.billing_json(company, "/api/billing/credits/entries")
+    assert len(everything["entries"]) == 4
+    shown = await billing.billing_json(company, "/api/billing/credits/entries", **month)
+    assert [e["amount"] for e in shown["entries"]] == ["3.0000", "2.0000", "1.0000"]
+    assert str(old["entry_id"]) not in {e["entryId"] for e in shown["entries"]}
+    before = await billing.billing_json(
+        company, "/api/billing/credits/entries", to=this_month.isoformat()
+    )
+    assert [e["entryId"] for e in before["entries"]] == [str(old["entry_id"])]
+
+    # Paged within the range: the last page ends at the range's first entry, not the ledger's.
+    first = await billing.billing_json(company, "/api/billing/credits/entries", limit=2, **month)
+    assert first["nextCursor"]
+    rest = await billing.billing_json(
+        company, "/api/billing/credits/entries", limit=2, cursor=first["nextCursor"], **month
+    )
+    assert [e["amount"] for e in first["entries"] + rest["entries"]] == [
+        "3.0000",
+        "2.0000",
+        "1.0000",
+    ]
+    assert rest["nextCursor"] is None
+    # A cursor is its range's: under another range it is refused, not read.
+    other = await billing.billing.get(
+        "/api/billing/credits/entries",
+        params={"cursor": first["nextCursor"], "limit": 2},
+        headers=bearer(company),
+    )
+    assert other.status_code == 422
+    backwards = await billing.billing.get(
+        "/api/billing/credits/entries",
+        params={"from": month["to"], "to": month["from"]},
+        headers=bearer(company),
+    )
+    assert backwards.status_code == 422
+    assert backwards.json()["errors"][0]["field"] == "from"

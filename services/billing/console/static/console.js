@@ -726,6 +726,200 @@
     select.addEventListener("change", () => showStatement(select.value));
   }
 
+  // ---- prepaid credits -----------------------------------------------------------------------
+
+  // What each mode means for the company's usage, in a person's words.
+  const MODES = {
+    none: ["Not used", "Credits are not drawn: usage is invoiced as it is."],
+    credit_then_invoice: [
+      "Credits first, then invoiced",
+      "Usage is drawn from credits first; what they do not cover is invoiced.",
+    ],
+    credit_only: [
+      "Credits only",
+      "Usage is drawn from credits only; a generation the balance cannot cover is refused.",
+    ],
+  };
+  const ENTRY_KINDS = { grant: "Granted", draw: "Used", expiry: "Expired", void: "Voided" };
+  const GRANT_KINDS = { purchased: "Purchased", promotional: "Promotional" };
+
+  /** The reasons of the grants shown so far, by id: an entry names its grant by them. */
+  const grantReasons = new Map();
+  /** The month whose credit entries are shown (answers for another are dropped). */
+  const creditEntries = { period: null };
+
+  function grantState(grant) {
+    if (grant.voidedAt) {
+      return `voided ${when(grant.voidedAt)}`;
+    }
+    if (grant.expiredAt) {
+      return `expired ${when(grant.expiredAt)}`;
+    }
+    // Past its expiry, before billing's next expiry pass has taken what it had left.
+    if (grant.expiresAt && new Date(grant.expiresAt).getTime() <= Date.now()) {
+      return `expired ${when(grant.expiresAt)}`;
+    }
+    if (grant.effectiveAt && new Date(grant.effectiveAt).getTime() > Date.now()) {
+      return `starts ${when(grant.effectiveAt)}`;
+    }
+    return units(grant.remaining) === 0n ? "used up" : "active";
+  }
+
+  /** Something named by its reason (when known) above its id, as a job by its title. */
+  function namedCell(className, id, name) {
+    const td = document.createElement("td");
+    td.className = className;
+    if (typeof name === "string" && name) {
+      const text = document.createElement("span");
+      text.className = "item-name";
+      text.textContent = name;
+      td.append(text);
+    }
+    const ref = document.createElement("span");
+    ref.className = "item-id";
+    ref.textContent = id === null || id === undefined ? "—" : String(id);
+    td.append(ref);
+    return td;
+  }
+
+  function grantCell(grant) {
+    const td = namedCell("grant", grant.grantId, grant.reason);
+    const about = document.createElement("span");
+    about.className = "item-about";
+    const kind = GRANT_KINDS[grant.kind] ?? String(grant.kind);
+    about.textContent = `${kind} · priority ${grant.priority} · ${grantState(grant)}`;
+    td.insertBefore(about, td.lastChild);
+    return td;
+  }
+
+  function dateCell(value, className) {
+    const td = cell(value ? when(value) : "Never", className);
+    if (value) {
+      td.setAttribute("data-at", String(value));
+    }
+    return td;
+  }
+
+  function rememberGrants(page) {
+    for (const grant of Array.isArray(page.grants) ? page.grants : []) {
+      grantReasons.set(String(grant.grantId), String(grant.reason));
+    }
+  }
+
+  function renderGrants(page) {
+    rememberGrants(page);
+    const grants = Array.isArray(page.grants) ? page.grants : [];
+    fill(
+      byId("credit-grants"),
+      grants.map((grant) => {
+        const tr = row(
+          [
+            grantCell(grant),
+            showMoney(cell(null, "num money secondary granted"), grant.amount, page.currency),
+            showMoney(cell(null, "num money remaining"), grant.remaining, page.currency),
+            dateCell(grant.effectiveAt, "date secondary effective"),
+            dateCell(grant.expiresAt, "date expires"),
+          ],
+          "credit-grant",
+        );
+        tr.setAttribute("data-grant-id", String(grant.grantId));
+        return tr;
+      }),
+      "No credits have been granted to this company.",
+    );
+    return page.nextCursor ?? null;
+  }
+
+  function renderCredits(credits) {
+    const currency = credits.currency;
+    const balance = showMoney(byId("credits-balance"), credits.balance, currency);
+    const mode = byId("credits-mode");
+    const [name, meaning] = MODES[credits.mode] ?? [String(credits.mode), ""];
+    mode.textContent = name;
+    mode.setAttribute("data-mode", String(credits.mode));
+    const threshold = byId("credits-threshold");
+    const low =
+      credits.lowBalanceThreshold !== null &&
+      credits.lowBalanceThreshold !== undefined &&
+      units(credits.balance) < units(credits.lowBalanceThreshold);
+    if (credits.lowBalanceThreshold === null || credits.lowBalanceThreshold === undefined) {
+      threshold.textContent = "No alert set";
+      threshold.removeAttribute("data-amount");
+    } else {
+      showMoney(threshold, credits.lowBalanceThreshold, currency);
+    }
+    balance.classList.toggle("over", low);
+    byId("credits-note").textContent = low
+      ? `${meaning} The balance is below the low-balance alert.`
+      : meaning;
+  }
+
+  function creditsUnavailable(error) {
+    markUnavailable(byId("credits-balance"), "Credits", error);
+    byId("credits-mode").textContent = "—";
+    byId("credits-threshold").textContent = "—";
+    byId("credits-note").textContent = `Credits are ${reason(error)}.`;
+    fill(byId("credit-grants"), [], `Credits unavailable: ${reason(error)}`);
+  }
+
+  function renderEntries(page) {
+    const entries = Array.isArray(page.entries) ? page.entries : [];
+    fill(
+      byId("credit-entries"),
+      entries.map((entry) => {
+        const what = cell(ENTRY_KINDS[entry.kind] ?? String(entry.kind), "kind");
+        what.setAttribute("data-kind", String(entry.kind));
+        const tr = row(
+          [
+            dateCell(entry.at, "date"),
+            what,
+            moneyCell(entry.amount, page.currency),
+            namedCell("grant secondary", entry.grantId, grantReasons.get(String(entry.grantId))),
+          ],
+          "credit-entry",
+        );
+        tr.setAttribute("data-entry-id", String(entry.entryId));
+        return tr;
+      }),
+      "No credit was granted, used, expired or voided in this month.",
+    );
+    return page.nextCursor ?? null;
+  }
+
+  /** The credit entries made in `period`, a page at a time; `known` names their grants. */
+  async function showCreditEntries(period, known) {
+    creditEntries.period = period;
+    const [year, month] = period.split("-").map(Number);
+    const range = {
+      from: rfc3339(new Date(Date.UTC(year, month - 1, 1))),
+      to: rfc3339(new Date(Date.UTC(year, month, 1))),
+    };
+    const table = byId("credit-entries");
+    byId("credit-entries-title").textContent = `Credit entries made in ${monthName(period)}`;
+    table.setAttribute("aria-busy", "true");
+    const fetchPage = (cursor) =>
+      getJson("/api/billing/credits/entries", { ...range, limit: PAGE_SIZE, cursor });
+    // A page of a month no longer shown is not drawn over the one that is.
+    const render = (page) => (creditEntries.period === period ? renderEntries(page) : null);
+    try {
+      const [first] = await Promise.all([fetchPage(null), known]);
+      if (creditEntries.period !== period) {
+        return;
+      }
+      paged(byId("credit-entries-pager"), fetchPage, render).first(first);
+      table.setAttribute("data-period", period);
+    } catch (error) {
+      if (error instanceof SignedOut || creditEntries.period !== period) {
+        return;
+      }
+      fill(table, [], `Credit entries unavailable: ${reason(error)}`);
+      byId("credit-entries-pager").hidden = true;
+      table.setAttribute("data-period", period);
+    } finally {
+      table.removeAttribute("aria-busy");
+    }
+  }
+
   // ---- the printable statement -------------------------------------------------------------
 
   const PERIOD = /^\d{4}-(0[1-9]|1[0-2])$/;
@@ -937,7 +1131,14 @@
       getJson("/api/billing/drafts", { abandoned, limit: PAGE_SIZE, cursor });
     const previousMonth = periodOf(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1)));
 
-    const [summary, budget, daily, open, abandoned] = await Promise.allSettled([
+    const grantsPage = (cursor) => getJson("/api/billing/credits", { limit: PAGE_SIZE, cursor });
+    const creditsAnswer = grantsPage(null);
+    // The first grants known before the entries are drawn, so entries name their grants.
+    const grantsKnown = creditsAnswer.then(rememberGrants, () => null);
+    const picker = byId("statement-period");
+    picker.addEventListener("change", () => showCreditEntries(picker.value, grantsKnown));
+
+    const [summary, budget, daily, open, abandoned, credits] = await Promise.allSettled([
       summaryPage(null),
       getJson("/api/billing/budget"),
       // Days, both included.
@@ -947,7 +1148,9 @@
       }),
       draftsPage(false)(null),
       draftsPage(true)(null),
+      creditsAnswer,
       showStatement(view.period ?? previousMonth),
+      showCreditEntries(view.period ?? previousMonth, grantsKnown),
     ]);
     if (!session.token) {
       return; // signed out while loading: the notice says why
@@ -989,6 +1192,13 @@
       chart.daily = daily.value;
     } else {
       markUnavailable(byId("daily-chart"), "Daily spend", daily.reason);
+    }
+
+    if (credits.status === "fulfilled") {
+      renderCredits(credits.value);
+      paged(byId("credit-grants-pager"), grantsPage, renderGrants).first(credits.value);
+    } else {
+      creditsUnavailable(credits.reason);
     }
 
     const drafts = [
