@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import sys
 import time
@@ -41,6 +42,7 @@ from bench import (
     job_creation,
     ledger_reads,
     margin_reads,
+    peer_litellm,
     provider_reconciliation,
     reconciliation,
     scale_out,
@@ -68,11 +70,12 @@ BENCHMARKS: dict[str, Callable[[Profile], Awaitable[Result]]] = {
     "console_load": console_load.run,
     "provider_reconciliation": provider_reconciliation.run,
     "tracing_overhead": tracing_overhead.run,
+    "peer_litellm": peer_litellm.run,
 }
 
 
 def _figure(value: float | None) -> str:
-    if value is None:
+    if value is None or math.isnan(value):
         return "-"
     return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
 
@@ -87,7 +90,7 @@ def table(results: list[Result]) -> str:
             r.unit,
             "-" if r.ratio is None else f"{r.ratio:.2f}",
             r.bar,
-            "pass" if r.passed else "FAIL",
+            "skipped" if r.skipped else "pass" if r.passed else "FAIL",
         )
         for r in results
     ]

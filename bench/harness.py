@@ -62,6 +62,8 @@ class Result:
     ratio: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Why nothing was measured (what the comparison needs is missing here), if so.
+    skipped: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class Result:
             "passed": self.passed,
             "details": self.details,
             "notes": self.notes,
+            "skipped": self.skipped,
         }
 
 
@@ -214,7 +217,16 @@ def service_env(**extra: str) -> dict[str, str]:
 class Process:
     """A child process whose output goes to a log file; stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        *,
+        capture: bool = True,
+    ) -> None:
+        """`capture=False`: standard output goes to the log too (a server that writes
+        there would otherwise fill a pipe nobody reads, and block)."""
         self.name = name
         self.log_path = LOG_DIR / f"{name}-{next(_counter)}.log"
         self._log = self.log_path.open("wb")
@@ -222,7 +234,7 @@ class Process:
             list(args),
             cwd=ROOT,
             env=env or service_env(),
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if capture else self._log,
             stderr=self._log,
         )
 
