@@ -15,6 +15,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -266,12 +267,37 @@ async def test_two_question_service_processes_share_one_limit(
         await counters_agree(stack, company, Decimal("1.0000"))
 
 
-@pytest.mark.chaos  # kills a process: runs with the other fault tests, not beside them
-async def test_the_limit_holds_with_the_question_service_killed_mid_burst(
-    billing_only: Stack, prefix: str, tmp_path: Path, company: UUID
-) -> None:
-    stack = billing_only
-    await set_limit(stack, company, "1.0000")
+@dataclass(frozen=True)
+class KilledBurst:
+    """A burst across a kill: the answers before it, while the dead hold, and after."""
+
+    before: list[httpx.Response | BaseException]
+    held: list[httpx.Response | BaseException]
+    after: list[httpx.Response | BaseException]
+
+    def assert_ten_then_the_rest(self) -> None:
+        """Ten cut short by the kill, ten refused; refused while the dead requests hold
+        their reservations; once those expired, the other ten and no more."""
+        cut_short = [r for r in self.before if isinstance(r, httpx.TransportError)]
+        assert (len(cut_short), statuses(self.before).get(402)) == (10, 10)
+        assert statuses(self.held) == {402: 5}
+        assert statuses(self.after) == {200: 10, 402: 10}
+
+
+async def burst_across_a_kill(
+    stack: Stack,
+    prefix: str,
+    tmp_path: Path,
+    company: UUID,
+    *,
+    known: Callable[[], Awaitable[None]],
+    settled: Callable[[], Awaitable[None]],
+) -> KilledBurst:
+    """One question-service process with room for ten generations (`known` waits until
+    it knows it): twenty requests, ten of which reserve and wait for the LLM; the process
+    is killed before any generation is recorded, and restarted; five more while the dead
+    requests' reservations hold, twenty more once they expired; then `settled` checks,
+    with the process still up, what billing and the service agree on."""
     # Longer than any request here (the LLM deadline is 4 s) and than the restart, which
     # takes several seconds on a loaded machine (a restart slower than the hold would let
     # the requests below in: checked, so that such a run says so rather than fail oddly).
@@ -290,9 +316,7 @@ async def test_the_limit_holds_with_the_question_service_killed_mid_burst(
             question_processes(stack, prefix, tmp_path, 1, **env) as (service,),
             httpx.AsyncClient() as client,
         ):
-            await limit_known(stack, company, "1.0000")
-            # Ten reserve the whole limit and wait for the LLM, ten are refused; then the
-            # process dies.
+            await known()
             first = [asyncio.create_task(post(client, service, company)) for _ in range(20)]
             await eventually(lambda: llm_calls(llm), until=lambda calls: calls >= 10)
             await eventually(lambda: answered(first), until=lambda done: done >= 10)
@@ -309,15 +333,32 @@ async def test_the_limit_holds_with_the_question_service_killed_mid_burst(
             assert restarted_in < hold, f"the restart took {restarted_in:.1f} s, past the hold"
             await asyncio.sleep(max(0.0, killed_at + hold + 0.5 - time.monotonic()))
             after = list(await asyncio.gather(*(post(client, service, company) for _ in range(20))))
-            assert await all_billed(stack, company) == (10, Decimal("1.0000"))
-            await counters_agree(stack, company, Decimal("1.0000"))
+            await settled()
+    return KilledBurst(before, list(held), after)
 
-    cut_short = [r for r in before if isinstance(r, httpx.TransportError)]
-    assert (len(cut_short), statuses(before).get(402)) == (10, 10)
-    assert statuses(list(held)) == {402: 5}
+
+@pytest.mark.chaos  # kills a process: runs with the other fault tests, not beside them
+async def test_the_limit_holds_with_the_question_service_killed_mid_burst(
+    billing_only: Stack, prefix: str, tmp_path: Path, company: UUID
+) -> None:
+    stack = billing_only
+    await set_limit(stack, company, "1.0000")
+
+    async def settled() -> None:
+        assert await all_billed(stack, company) == (10, Decimal("1.0000"))
+        await counters_agree(stack, company, Decimal("1.0000"))
+
+    burst = await burst_across_a_kill(
+        stack,
+        prefix,
+        tmp_path,
+        company,
+        known=lambda: limit_known(stack, company, "1.0000"),
+        settled=settled,
+    )
+    burst.assert_ten_then_the_rest()
     # The dead requests' reservations expired: the rest of the limit, and no more.
-    assert statuses(after) == {200: 10, 402: 10}
-    assert_refusals_are_problems([*before, *held, *after])
+    assert_refusals_are_problems([*burst.before, *burst.held, *burst.after])
 
 
 async def llm_calls(llm: FakeLlm) -> int:

@@ -10,7 +10,6 @@ mid-burst never overdraw, and billing's ledger agrees with the question service.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,9 +25,7 @@ from tests.e2e.test_budget_enforcement import (
     TAKES_EFFECT_SECONDS,
     TEN,
     all_billed,
-    answered,
-    billed,
-    llm_calls,
+    burst_across_a_kill,
     platform_admin,
     post,
     question_processes,
@@ -37,7 +34,6 @@ from tests.e2e.test_budget_enforcement import (
 )
 from tests.support.auth import bearer
 from tests.support.databases import ServiceDatabases
-from tests.support.fake_llm import questions, running_fake_llm
 from tests.support.stack import Stack, start_stack
 from tests.support.waiting import eventually
 
@@ -245,44 +241,18 @@ async def test_the_balance_holds_with_the_question_service_killed_mid_burst(
 ) -> None:
     stack = billing_only
     await credit_only(stack, company)
-    hold = 15.0  # as in the budget's test: longer than any request here and the restart
-    with running_fake_llm(questions(10)) as llm:
-        llm.enqueue(*[questions(10, delay=60)] * 10)
-        env = {
-            "OPENAI_API_KEY": "test-key",
-            "OPENAI_BASE_URL": llm.url,
-            "LLM_TIMEOUT_SECONDS": "4",
-            "BUDGET_HOLD_SECONDS": str(hold),
-        }
-        async with (
-            question_processes(stack, prefix, tmp_path, 1, **env) as (service,),
-            httpx.AsyncClient() as client,
-        ):
-            await account_known(stack, company, "1.0000")
-            # Ten reserve the whole balance and wait for the LLM, ten are refused; then the
-            # process dies.
-            first = [asyncio.create_task(post(client, service, company)) for _ in range(20)]
-            await eventually(lambda: llm_calls(llm), until=lambda calls: calls >= 10)
-            await eventually(lambda: answered(first), until=lambda done: done >= 10)
-            service.send(signal.SIGKILL)
-            await service.wait(10)
-            before = list(await asyncio.gather(*first))
-            assert await billed(stack, company) == (0, Decimal(0))
-            killed_at = time.monotonic()
-            await service.start()
-            await service.wait_ready(60)
-            # Their reservations still count until they expire: then they are released.
-            held = await asyncio.gather(*(post(client, service, company) for _ in range(5)))
-            restarted_in = time.monotonic() - killed_at
-            assert restarted_in < hold, f"the restart took {restarted_in:.1f} s, past the hold"
-            await asyncio.sleep(max(0.0, killed_at + hold + 0.5 - time.monotonic()))
-            after = list(await asyncio.gather(*(post(client, service, company) for _ in range(20))))
-            assert await all_billed(stack, company) == (10, Decimal("1.0000"))
-            await accounts_agree(stack, company, "0.0000")
 
-    cut_short = [r for r in before if isinstance(r, httpx.TransportError)]
-    assert (len(cut_short), statuses(before).get(402)) == (10, 10)
-    assert statuses(list(held)) == {402: 5}
-    # The dead requests' reservations expired: the rest of the balance, and no more.
-    assert statuses(after) == {200: 10, 402: 10}
-    assert_refusals_say_credits([*before, *held, *after])
+    async def settled() -> None:
+        assert await all_billed(stack, company) == (10, Decimal("1.0000"))
+        await accounts_agree(stack, company, "0.0000")
+
+    burst = await burst_across_a_kill(
+        stack,
+        prefix,
+        tmp_path,
+        company,
+        known=lambda: account_known(stack, company, "1.0000"),
+        settled=settled,
+    )
+    burst.assert_ten_then_the_rest()  # the rest of the balance, and no more
+    assert_refusals_say_credits([*burst.before, *burst.held, *burst.after])
