@@ -26,11 +26,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from bench import harness
 from bench.generation_endpoint import DESCRIPTION, PATH
 from bench.harness import Profile, Result
+from bench.lean_http import LeanHttp
 
 TIMEOUT_SECONDS = 2.0  # beyond the LLM's own latency: a recruiter's patience, for the record
 BAR_RATIO = 0.9
@@ -72,43 +73,15 @@ _RESPONSE = (
 )
 
 
-class _FakeLlmProtocol(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, one request at a time per connection; answers after `latency`.
-
-    Enough HTTP for the SDK and `wrk`: a head, a `content-length` body, a fixed answer.
-    """
+class _FakeLlmProtocol(LeanHttp):
+    """One request at a time per connection; the fixed answer after `latency`."""
 
     def __init__(self, latency: float) -> None:
+        super().__init__()
         self._latency = latency
-        self._buffer = b""
-        self._transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        loop = asyncio.get_running_loop()
-        while True:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            length = 0
-            for line in self._buffer[:end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self._buffer) < end + 4 + length:
-                return
-            self._buffer = self._buffer[end + 4 + length :]
-            loop.call_later(self._latency, self._answer)
-
-    def _answer(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(_RESPONSE)
+    def request(self, head: bytes, body: bytes) -> None:
+        asyncio.get_running_loop().call_later(self._latency, self.write, _RESPONSE)
 
 
 async def _serve(port: int, latency: float) -> None:

@@ -31,11 +31,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from bench import harness
 from bench.generation_at_llm_latency import cpu_seconds, wait_listening
 from bench.harness import Profile, Result, median, percentile
+from bench.lean_http import LeanHttp
 
 PATH = "/api/ai/generate-questions"
 CONCURRENCY = 100
@@ -125,58 +126,33 @@ def _whole() -> bytes:
 _WHOLE = _whole()
 
 
-class _StreamingFake(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, one request at a time per connection, answers as paced above:
-    a chunk of `chunk_chars` characters every `chunk_chars / 4` tokens' time."""
+class _StreamingFake(LeanHttp):
+    """One request at a time per connection, answered as paced above: a chunk of
+    `chunk_chars` characters every `chunk_chars / 4` tokens' time."""
 
     def __init__(self, chunk_chars: int) -> None:
+        super().__init__()
         self._chunks, self._stamped = _plan(chunk_chars)
         self._gap = chunk_chars / CHARS_PER_TOKEN / TOKENS_PER_SECOND
-        self._buffer = b""
-        self._transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast("asyncio.Transport", transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
+    def request(self, head: bytes, body: bytes) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            length = 0
-            for line in self._buffer[:end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self._buffer) < end + 4 + length:
-                return
-            body = self._buffer[end + 4 : end + 4 + length]
-            self._buffer = self._buffer[end + 4 + length :]
-            if b'"stream": true' in body:
-                self._write(_STREAM_HEAD)
-                loop.call_later(FIRST_TOKEN_SECONDS, self._next, 0)
-            else:
-                loop.call_later(_STREAM_SECONDS, self._write, _WHOLE)
-
-    def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        if b'"stream": true' in body:
+            self.write(_STREAM_HEAD)
+            loop.call_later(FIRST_TOKEN_SECONDS, self._next, 0)
+        else:
+            loop.call_later(_STREAM_SECONDS, self.write, _WHOLE)
 
     def _next(self, index: int) -> None:
-        if self._transport is None:
+        if not self.connected:
             return
         if index == len(self._chunks):
-            self._write(_END)
+            self.write(_END)
             return
         if index == self._stamped:
-            self._write(_chunk(f' [t={time.monotonic_ns()}]"}}, '))
+            self.write(_chunk(f' [t={time.monotonic_ns()}]"}}, '))
         else:
-            self._write(self._chunks[index])
+            self.write(self._chunks[index])
         asyncio.get_running_loop().call_later(self._gap, self._next, index + 1)
 
 

@@ -44,11 +44,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from bench import harness
 from bench.generation_at_llm_latency import cpu_seconds, wait_listening
 from bench.harness import Profile, Result, median
+from bench.lean_http import LeanHttp
 
 PATH = "/api/ai/generate-questions"
 LATENCY = 0.3
@@ -171,47 +172,23 @@ class _FakeState:
         self.recorded: set[str] = set()
 
 
-class _FakeLlmProtocol(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, one request at a time per connection, answered after `LATENCY`.
-
-    Enough HTTP for both proxies and `wrk`: a head, a `content-length` body, a fixed
-    answer; `GET /calls` answers at once with the count of calls answered.
-    """
+class _FakeLlmProtocol(LeanHttp):
+    """One request at a time per connection, answered after `LATENCY`, whole or streamed;
+    `GET /calls` answers at once with the count of calls answered."""
 
     def __init__(self, state: _FakeState) -> None:
+        super().__init__()
         self._state = state
-        self._buffer = b""
-        self._transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        loop = asyncio.get_running_loop()
-        while True:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self._buffer[:end]
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self._buffer) < end + 4 + length:
-                return
-            body = self._buffer[end + 4 : end + 4 + length]
-            self._buffer = self._buffer[end + 4 + length :]
-            if head.startswith(b"GET /calls"):
-                self._write(self._count())
-                continue
-            streamed = b'"stream"' in body and json.loads(body).get("stream") is True
-            self._keep(body, "stream" if streamed else "json")
-            loop.call_later(LATENCY, self._answer, _STREAM if streamed else _WHOLE)
+    def request(self, head: bytes, body: bytes) -> None:
+        if head.startswith(b"GET /calls"):
+            self.write(self._count())
+            return
+        streamed = b'"stream"' in body and json.loads(body).get("stream") is True
+        self._keep(body, "stream" if streamed else "json")
+        asyncio.get_running_loop().call_later(
+            LATENCY, self._answer, _STREAM if streamed else _WHOLE
+        )
 
     def _count(self) -> bytes:
         text = str(self._state.calls).encode()
@@ -222,13 +199,8 @@ class _FakeLlmProtocol(asyncio.Protocol):
             (self._state.record / f"{mode}.json").write_bytes(body)
             self._state.recorded.add(mode)
 
-    def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
-
     def _answer(self, answer: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(answer)
+        if self.write(answer):
             self._state.calls += 1
 
 
