@@ -25,8 +25,8 @@ from typing import Any
 import asyncpg
 
 from bench import harness
-from bench.generation_at_llm_latency import Load, start_fake_llm, wait_listening, wrk
-from bench.generation_endpoint import DESCRIPTION, PATH
+from bench.generation_at_llm_latency import Load, service_at_latency
+from bench.generation_endpoint import DESCRIPTION
 from bench.harness import Profile, Result
 from contracts.events import BudgetChanged
 from tests.support.broker import publish_events
@@ -66,59 +66,34 @@ async def run(profile: Profile) -> Result:
         for variant in VARIANTS
     }
     loads: dict[tuple[int, str], list[Load]] = {}
-    fake, fake_url = start_fake_llm(LATENCY)
-    try:
-        await wait_listening(fake_url, fake)
-        async with harness.temp_database("question_gen") as dsn, harness.temp_topology() as topo:
-            process, base = harness.start_service(
-                "question_gen",
-                dsn,
-                topo,
-                OPENAI_API_KEY="bench-key",
-                OPENAI_BASE_URL=fake_url + "/v1",
-                LLM_TIMEOUT_SECONDS="30",
+    async with service_at_latency(LATENCY) as service:
+        await publish_events(
+            service.topology,
+            BudgetChanged(
+                event_id=uuid.uuid4(),
+                occurred_at=datetime.now(UTC),
+                company_id=companies["budget"],
+                revision=1,
+                monthly_limit=Decimal("1000000"),
+                thresholds=[],
+            ),
+        )
+        await eventually(lambda: _limit_known(service.dsn, companies["budget"]), timeout=30)
+
+        async def measure(connections: int, variant: str, seconds: float) -> Load:
+            return await service.load(
+                companies[variant], bodies[variant], connections=connections, seconds=seconds
             )
-            try:
-                await harness.wait_ready(base, process, 60)
-                await publish_events(
-                    topo,
-                    BudgetChanged(
-                        event_id=uuid.uuid4(),
-                        occurred_at=datetime.now(UTC),
-                        company_id=companies["budget"],
-                        revision=1,
-                        monthly_limit=Decimal("1000000"),
-                        thresholds=[],
-                    ),
-                )
-                await eventually(lambda: _limit_known(dsn, companies["budget"]), timeout=30)
 
-                async def measure(connections: int, variant: str, seconds: float) -> Load:
-                    headers = {"Authorization": f"Bearer {harness.token(companies[variant])}"}
-                    return await wrk(
-                        base + PATH,
-                        bodies[variant],
-                        headers,
-                        connections=connections,
-                        latency=LATENCY,
-                        seconds=seconds,
-                        pid=process.pid,
-                        dsn=dsn,
-                    )
-
-                seconds = max(profile.http_seconds, LATENCY * 4)
-                for connections in CONNECTIONS:
-                    for variant in VARIANTS:  # warm up: connections open, code paths hot
-                        await measure(connections, variant, max(profile.warmup_seconds, 1.0))
-                    for round_ in range(profile.rounds):
-                        order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
-                        for variant in order:
-                            load = await measure(connections, variant, seconds)
-                            loads.setdefault((connections, variant), []).append(load)
-            finally:
-                await process.stop()
-    finally:
-        await fake.stop()
+        seconds = max(profile.http_seconds, LATENCY * 4)
+        for connections in CONNECTIONS:
+            for variant in VARIANTS:  # warm up: connections open, code paths hot
+                await measure(connections, variant, max(profile.warmup_seconds, 1.0))
+            for round_ in range(profile.rounds):
+                order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
+                for variant in order:
+                    load = await measure(connections, variant, seconds)
+                    loads.setdefault((connections, variant), []).append(load)
     return _result(loads, profile)
 
 

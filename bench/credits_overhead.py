@@ -38,8 +38,8 @@ import asyncpg
 
 from bench import harness
 from bench.billing_throughput import CONSUMING, preload, wait_for_acks, wait_for_rows
-from bench.generation_at_llm_latency import Load, start_fake_llm, wait_listening, wrk
-from bench.generation_endpoint import DESCRIPTION, PATH
+from bench.generation_at_llm_latency import Load, service_at_latency
+from bench.generation_endpoint import DESCRIPTION
 from bench.harness import Profile, Result, median
 from bench.publisher import tenants_of
 from contracts.events import BudgetChanged, CreditLeft, CreditsChanged
@@ -175,57 +175,32 @@ async def generation_side(profile: Profile) -> dict[str, Any]:
     companies = {variant: uuid.uuid4() for variant in VARIANTS}
     body = {"draftJobId": str(uuid.uuid4()), "jobDescription": DESCRIPTION, "numberOfQuestions": 10}
     loads: dict[str, list[Load]] = {}
-    fake, fake_url = start_fake_llm(LATENCY)
-    try:
-        await wait_listening(fake_url, fake)
-        async with harness.temp_database("question_gen") as dsn, harness.temp_topology() as topo:
-            process, base = harness.start_service(
-                "question_gen",
-                dsn,
-                topo,
-                OPENAI_API_KEY="bench-key",
-                OPENAI_BASE_URL=fake_url + "/v1",
-                LLM_TIMEOUT_SECONDS="30",
+    async with service_at_latency(LATENCY) as service:
+        limit = BudgetChanged(
+            event_id=uuid.uuid4(),
+            occurred_at=datetime.now(UTC),
+            company_id=companies["budget"],
+            revision=1,
+            monthly_limit=Decimal("1000000"),
+            thresholds=[],
+        )
+        await publish_events(service.topology, account(companies["credit_only"]), limit)
+        await eventually(lambda: _known(service.dsn, companies), timeout=30)
+
+        async def measure(variant: str, seconds: float) -> Load:
+            return await service.load(
+                companies[variant], body, connections=CONNECTIONS, seconds=seconds
             )
-            try:
-                await harness.wait_ready(base, process, 60)
-                limit = BudgetChanged(
-                    event_id=uuid.uuid4(),
-                    occurred_at=datetime.now(UTC),
-                    company_id=companies["budget"],
-                    revision=1,
-                    monthly_limit=Decimal("1000000"),
-                    thresholds=[],
+
+        for variant in VARIANTS:  # warm up: connections open, code paths hot
+            await measure(variant, max(profile.warmup_seconds, 1.0))
+        for round_ in range(profile.rounds):
+            # Each variant first in turn.
+            shift = round_ % len(VARIANTS)
+            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+                loads.setdefault(variant, []).append(
+                    await measure(variant, max(profile.http_seconds, LATENCY * 4))
                 )
-                await publish_events(topo, account(companies["credit_only"]), limit)
-                await eventually(lambda: _known(dsn, companies), timeout=30)
-
-                async def measure(variant: str, seconds: float) -> Load:
-                    headers = {"Authorization": f"Bearer {harness.token(companies[variant])}"}
-                    return await wrk(
-                        base + PATH,
-                        body,
-                        headers,
-                        connections=CONNECTIONS,
-                        latency=LATENCY,
-                        seconds=seconds,
-                        pid=process.pid,
-                        dsn=dsn,
-                    )
-
-                for variant in VARIANTS:  # warm up: connections open, code paths hot
-                    await measure(variant, max(profile.warmup_seconds, 1.0))
-                for round_ in range(profile.rounds):
-                    # Each variant first in turn.
-                    shift = round_ % len(VARIANTS)
-                    for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                        loads.setdefault(variant, []).append(
-                            await measure(variant, max(profile.http_seconds, LATENCY * 4))
-                        )
-            finally:
-                await process.stop()
-    finally:
-        await fake.stop()
     figures: dict[str, Any] = {}
     for variant in VARIANTS:
         runs = loads[variant]

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from bench import harness
 from bench.generation_endpoint import DESCRIPTION, PATH
 from bench.harness import Profile, Result
 from bench.lean_http import LeanHttp
+from contracts.topology import Topology
 
 TIMEOUT_SECONDS = 2.0  # beyond the LLM's own latency: a recruiter's patience, for the record
 BAR_RATIO = 0.9
@@ -105,6 +108,58 @@ def start_fake_llm(latency: float) -> tuple[harness.Process, str]:
         str(latency),
     )
     return process, f"http://127.0.0.1:{port}"
+
+
+@dataclass(frozen=True)
+class ServiceAtLatency:
+    """A question service (OpenAI writer) before a lean fake LLM answering after `latency`."""
+
+    base_url: str
+    dsn: str
+    topology: Topology
+    pid: int
+    latency: float
+
+    async def load(
+        self, company: uuid.UUID, body: dict[str, Any], *, connections: int, seconds: float
+    ) -> Load:
+        """`wrk` as `company` for `seconds`: CPU per generation the service recorded."""
+        headers = {"Authorization": f"Bearer {harness.token(company)}"}
+        return await wrk(
+            self.base_url + PATH,
+            body,
+            headers,
+            connections=connections,
+            latency=self.latency,
+            seconds=seconds,
+            pid=self.pid,
+            dsn=self.dsn,
+        )
+
+
+@contextlib.asynccontextmanager
+async def service_at_latency(latency: float) -> AsyncIterator[ServiceAtLatency]:
+    """The fake LLM, then `python -m services.question_gen` on its own database and
+    topology, pointed at it and ready; both stopped after."""
+    fake, fake_url = start_fake_llm(latency)
+    try:
+        await wait_listening(fake_url, fake)
+        async with harness.temp_database("question_gen") as dsn, harness.temp_topology() as topo:
+            process, base = harness.start_service(
+                "question_gen",
+                dsn,
+                topo,
+                OPENAI_API_KEY="bench-key",
+                OPENAI_BASE_URL=fake_url + "/v1",
+                LLM_TIMEOUT_SECONDS="30",
+            )
+            try:
+                await harness.wait_ready(base, process, 60)
+                yield ServiceAtLatency(base, dsn, topo, process.pid, latency)
+            finally:
+                await process.stop()
+    finally:
+        await fake.stop()
 
 
 async def wait_listening(url: str, process: harness.Process, timeout: float = 30.0) -> None:
